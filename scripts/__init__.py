@@ -1,0 +1,1 @@
+"""Helpers behind the `hubformers` command: training, data loaders, converters, benchmarks, pictures."""

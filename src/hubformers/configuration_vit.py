@@ -1,0 +1,101 @@
+"""ViT configuration: the hyper-parameters of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2020).
+
+Field names follow transformers' `ViTConfig`, so a `config.json` written by transformers loads as ours.
+Paper: https://arxiv.org/abs/2010.11929 (Section 3.1, Table 1 for the Base/Large/Huge sizes).
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+from .checks import require_activation, require_divisible, require_positive, require_probability
+
+
+# What each Auto class loads from a saved folder, under `trust_remote_code=True` where hubformers is not
+# installed; `import hubformers` registers the same classes with transformers' Auto classes.
+AUTO_MAP = {
+    "AutoConfig": "configuration_vit.ViTConfig",
+    "AutoModel": "modeling_vit.ViTModel",
+    "AutoModelForImageClassification": "modeling_vit.ViTForImageClassification",
+    "AutoModelForMaskedImageModeling": "modeling_vit.ViTForMaskedImageModeling",
+}
+
+
+def to_pair(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+
+
+@strict(accept_kwargs=True)
+class ViTConfig(PreTrainedConfig):
+    r"""
+    Configuration of a hubformers ViT. The defaults give ViT-B/16 at 224x224.
+
+    Args:
+        hidden_size: width D of every token.
+        num_hidden_layers / num_attention_heads / intermediate_size: depth, heads and MLP width.
+        hidden_act: activation of the MLP (any name in transformers' `ACT2FN`).
+        hidden_dropout_prob / attention_probs_dropout_prob: dropout after projections / on attention weights.
+        layer_norm_eps: epsilon of every LayerNorm (1e-12 in google's checkpoints, 1e-6 in timm's).
+        image_size / patch_size: an int or an (height, width) pair; the patch grid is image_size / patch_size.
+        num_channels: input channels.
+        qkv_bias: whether the fused query/key/value projection has a bias.
+        encoder_stride: up-sampling factor of the masked-image-modeling decoder (SimMIM).
+        pooler_output_size / pooler_act: the optional tanh pooler on the class token of `ViTModel`.
+    """
+
+    model_type = "hubformers_vit"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    image_size: int | list[int] | tuple[int, int] = 224
+    patch_size: int | list[int] | tuple[int, int] = 16
+    num_channels: int = 3
+    qkv_bias: bool = True
+    encoder_stride: int = 16
+    pooler_output_size: int | None = None
+    pooler_act: str = "tanh"
+
+    def __post_init__(self, **kwargs):
+        # transformers' own config.json says model_type "vit"; loaded here, the model is ours.
+        kwargs.pop("model_type", None)
+        self.pooler_output_size = self.pooler_output_size or self.hidden_size
+        require_positive(
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            num_channels=self.num_channels,
+            encoder_stride=self.encoder_stride,
+            layer_norm_eps=self.layer_norm_eps,
+        )
+        require_divisible("hidden_size", self.hidden_size, "num_attention_heads", self.num_attention_heads)
+        for image_side, patch_side in zip(to_pair(self.image_size), to_pair(self.patch_size)):
+            require_divisible("image_size", image_side, "patch_size", patch_side)
+        require_probability(
+            hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+        )
+        require_activation("hidden_act", self.hidden_act)
+        require_activation("pooler_act", self.pooler_act)
+        super().__post_init__(**kwargs)
+        self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
+
+    def validate_output_attentions(self):
+        """Overrides transformers' check: hubformers returns attention maps under every `attn_implementation`."""
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patches along (height, width) at the configured image size."""
+        (image_h, image_w), (patch_h, patch_w) = to_pair(self.image_size), to_pair(self.patch_size)
+        return image_h // patch_h, image_w // patch_w
+
+
+__all__ = ["ViTConfig"]

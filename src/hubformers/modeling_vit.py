@@ -1,0 +1,356 @@
+"""ViT: the Vision Transformer of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2020).
+
+The image is cut into patches, each patch linearly embedded, a class token prepended and position
+embeddings added (Section 3.1, Eq. 1); a pre-norm Transformer encoder follows (Eq. 2-3) and a linear
+head reads the class token (Eq. 4). `ViTForMaskedImageModeling` adds the SimMIM decoder
+(Xie et al., 2021, https://arxiv.org/abs/2111.09886). Paper: https://arxiv.org/abs/2010.11929.
+
+Attention goes through transformers' interface (`attn_implementation` = eager, sdpa, flex_attention);
+a call that asks for `output_attentions` runs the eager path for that call only, so attention maps
+come back whatever the model was loaded with. Module names are transformers' own, so checkpoints written
+by transformers' ViT (google/vit-* on the Hub) load as they are and ours load in transformers.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    ImageClassifierOutput,
+    MaskedImageModelingOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .checks import check_classification_labels, check_pixel_values
+from .configuration_vit import ViTConfig, to_pair
+
+
+class ViTPatchEmbeddings(nn.Module):
+    """Non-overlapping patches -> tokens: a conv whose kernel and stride are the patch size."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        self.num_channels = config.num_channels
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        check_pixel_values(pixel_values, self.num_channels)
+        pixel_values = pixel_values.to(self.projection.weight.dtype)
+        return self.projection(pixel_values)  # (batch, hidden, grid_h, grid_w)
+
+
+class ViTEmbeddings(nn.Module):
+    """Class token + patch tokens + learned positions; optionally a mask token swapped in for masked patches."""
+
+    def __init__(self, config: ViTConfig, use_mask_token: bool = False):
+        super().__init__()
+        self.grid_size = config.grid_size
+        self.image_size = to_pair(config.image_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if use_mask_token else None
+        self.patch_embeddings = ViTPatchEmbeddings(config)
+        num_positions = self.grid_size[0] * self.grid_size[1] + 1
+        self.position_embeddings = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def interpolate_pos_encoding(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Resize the patch position grid bicubically to (grid_h, grid_w), taken from tensor shapes so that
+        `torch.export` keeps height and width dynamic. The class position is kept as it is."""
+        cls_pos, patch_pos = self.position_embeddings[:, :1], self.position_embeddings[:, 1:]
+        dim = patch_pos.shape[-1]
+        # (1, H*W, dim) -> (1, dim, H, W): interpolate works on channels-first images
+        patch_pos = patch_pos.reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(patch_pos, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+        return torch.cat([cls_pos, patch_pos.flatten(2).transpose(1, 2)], dim=1)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> torch.Tensor:
+        patches = self.patch_embeddings(pixel_values)
+        batch_size, _, grid_h, grid_w = patches.shape
+        tokens = patches.flatten(2).transpose(1, 2)  # (batch, grid_h * grid_w, hidden)
+
+        if bool_masked_pos is not None:
+            if bool_masked_pos.shape != tokens.shape[:2]:
+                raise ValueError(
+                    f"`bool_masked_pos` must have shape (batch, num_patches) = {tuple(tokens.shape[:2])}, "
+                    f"got {tuple(bool_masked_pos.shape)}."
+                )
+            mask = bool_masked_pos.unsqueeze(-1).type_as(tokens)
+            tokens = tokens * (1.0 - mask) + self.mask_token.expand_as(tokens) * mask
+
+        tokens = torch.cat([self.cls_token.expand(batch_size, -1, -1), tokens], dim=1)
+        if interpolate_pos_encoding:
+            positions = self.interpolate_pos_encoding(grid_h, grid_w)
+        elif tuple(pixel_values.shape[-2:]) != self.image_size:
+            raise ValueError(
+                f"Input image size {tuple(pixel_values.shape[-2:])} (height, width) doesn't match the model's "
+                f"{self.image_size}; pass `interpolate_pos_encoding=True` to run at another resolution."
+            )
+        else:
+            positions = self.position_embeddings
+        return self.dropout(tokens + positions)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T * scaling + mask) v on (batch, heads, tokens, head_dim); returns the output as
+    (batch, tokens, heads, head_dim), like transformers' other backends, and the attention weights."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    output = torch.matmul(F.dropout(weights, p=dropout, training=module.training), value)
+    return output.transpose(1, 2).contiguous(), weights
+
+
+def select_attention(module: nn.Module, kwargs: dict):
+    """The configured attention backend, or eager for a call that asks for the attention maps (which the
+    fused sdpa/flex kernels never form)."""
+    if kwargs.get("output_attentions", module.config.output_attentions):
+        return eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
+
+
+class ViTAttention(nn.Module):
+    """Multi-head self-attention. Query, key and value keep separate projections: on the CPU one fused
+    (3 * hidden) matmul measured no faster, and separate ones keep transformers' checkpoint layout."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        self.config = config
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.dropout = config.attention_probs_dropout_prob
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, num_tokens, _ = hidden_states.shape
+        # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
+        query, key, value = (
+            proj(hidden_states).view(batch_size, num_tokens, -1, self.head_dim).transpose(1, 2)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        output, weights = select_attention(self, kwargs)(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
+            **kwargs,
+        )
+        return self.o_proj(output.reshape(batch_size, num_tokens, -1)), weights
+
+
+class ViTMLP(nn.Module):
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(hidden_states)))
+
+
+class ViTLayer(GradientCheckpointingLayer):
+    """Pre-norm block: x + Attention(LN(x)), then x + MLP(LN(x)) (Eq. 2-3)."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = ViTAttention(config)
+        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = ViTMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        attended, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+
+
+class ViTPooler(nn.Module):
+    """Dense + activation on the class token (kept for checkpoints that have it)."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.pooler_output_size)
+        self.activation = ACT2FN[config.pooler_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden_states[:, 0]))
+
+
+class ViTPreTrainedModel(PreTrainedModel):
+    config_class = ViTConfig
+    base_model_prefix = "vit"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ViTEmbeddings", "ViTLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    _can_record_outputs = {
+        "hidden_states": ViTLayer,
+        "attentions": OutputRecorder(ViTAttention, index=1),
+    }
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, ViTEmbeddings):
+            init.trunc_normal_(module.position_embeddings, mean=0.0, std=self.config.initializer_range)
+            init.trunc_normal_(module.cls_token, mean=0.0, std=self.config.initializer_range)
+            if module.mask_token is not None:
+                init.zeros_(module.mask_token)
+
+
+class ViTModel(ViTPreTrainedModel):
+    """The encoder: patch embedding, `num_hidden_layers` blocks, a final LayerNorm and an optional pooler."""
+
+    def __init__(self, config: ViTConfig, add_pooling_layer: bool = True, use_mask_token: bool = False):
+        super().__init__(config)
+        self.embeddings = ViTEmbeddings(config, use_mask_token=use_mask_token)
+        self.layers = nn.ModuleList([ViTLayer(config) for _ in range(config.num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = ViTPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        hidden_states = self.embeddings(pixel_values, bool_masked_pos, interpolate_pos_encoding)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, None, **kwargs)
+        sequence_output = self.layernorm(hidden_states)
+        pooled_output = self.pooler(sequence_output) if self.pooler is not None else None
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
+
+
+class ViTForImageClassification(ViTPreTrainedModel):
+    """A linear head on the final class token. The loss follows `config.problem_type` (single-label,
+    multi-label or regression, inferred from the labels when unset), as in transformers."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__(config)
+        self.vit = ViTModel(config, add_pooling_layer=False)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs,
+    ) -> ImageClassifierOutput:
+        outputs = self.vit(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+        logits = self.classifier(outputs.last_hidden_state[:, 0])
+        loss = None
+        if labels is not None:
+            check_classification_labels(labels, logits, self.config)
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class ViTForMaskedImageModeling(ViTPreTrainedModel):
+    """SimMIM: masked patches are replaced by a learned token and a 1x1 conv + pixel shuffle predicts the
+    pixels; the loss is the L1 error on masked pixels only (SimMIM Section 3)."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__(config)
+        self.vit = ViTModel(config, add_pooling_layer=False, use_mask_token=True)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(config.hidden_size, config.encoder_stride**2 * config.num_channels, kernel_size=1),
+            nn.PixelShuffle(config.encoder_stride),
+        )
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs,
+    ) -> MaskedImageModelingOutput:
+        patch_h, patch_w = to_pair(self.config.patch_size)
+        if bool_masked_pos is not None and (patch_h, patch_w) != to_pair(self.config.encoder_stride):
+            raise ValueError(
+                f"A masked-image-modeling loss needs `encoder_stride` == `patch_size` so the reconstruction matches "
+                f"the input, got encoder_stride={self.config.encoder_stride}, patch_size={self.config.patch_size}."
+            )
+        outputs = self.vit(pixel_values, bool_masked_pos, interpolate_pos_encoding, **kwargs)
+        grid_h, grid_w = pixel_values.shape[-2] // patch_h, pixel_values.shape[-1] // patch_w
+        # patch tokens (batch, grid_h * grid_w, hidden) -> feature map (batch, hidden, grid_h, grid_w)
+        feature_map = outputs.last_hidden_state[:, 1:].transpose(1, 2).unflatten(2, (grid_h, grid_w))
+        reconstruction = self.decoder(feature_map)
+
+        loss = None
+        if bool_masked_pos is not None:
+            pixel_mask = (
+                bool_masked_pos.reshape(-1, 1, grid_h, grid_w)
+                .repeat_interleave(patch_h, 2)
+                .repeat_interleave(patch_w, 3)
+                .to(reconstruction.dtype)
+            )
+            l1 = F.l1_loss(pixel_values.to(reconstruction.dtype), reconstruction, reduction="none")
+            loss = (l1 * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / self.config.num_channels
+        return MaskedImageModelingOutput(
+            loss=loss,
+            reconstruction=reconstruction,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+# transformers' ViT checkpoints (google/vit-* on the Hub) keep the pre-5.0 key layout; its "ViTModel"
+# conversion renames them to the module names we share with it, and reverts on save. Registered for our
+# model type too, because transformers skips conversions for custom (non-transformers) classes otherwise.
+register_checkpoint_conversion_mapping(
+    ViTConfig.model_type, get_checkpoint_conversion_mapping("ViTModel"), overwrite=True
+)
+
+__all__ = ["ViTForImageClassification", "ViTForMaskedImageModeling", "ViTModel", "ViTPreTrainedModel"]
