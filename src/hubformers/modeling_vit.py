@@ -227,6 +227,11 @@ class ViTPreTrainedModel(PreTrainedModel):
         "attentions": OutputRecorder(ViTAttention, index=1),
     }
 
+    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
+        """Saves under the module names: transformers' default reverts to its pre-5.0 key layout, from which
+        `Trainer` cannot resume (it restores checkpoints with a plain `load_state_dict`). Both layouts load."""
+        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
+
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, ViTEmbeddings):
@@ -347,7 +352,7 @@ class ViTForMaskedImageModeling(ViTPreTrainedModel):
 
 
 # transformers' ViT checkpoints (google/vit-* on the Hub) keep the pre-5.0 key layout; its "ViTModel"
-# conversion renames them to the module names we share with it, and reverts on save. Registered for our
+# conversion renames them to the module names we share with it. Registered for our
 # model type too, because transformers skips conversions for custom (non-transformers) classes otherwise.
 register_checkpoint_conversion_mapping(
     ViTConfig.model_type, get_checkpoint_conversion_mapping("ViTModel"), overwrite=True
