@@ -9,6 +9,7 @@ import importlib
 
 import transformers
 
+from .attention_maps import AttentionMaps, attention_maps, attention_rollout
 from .configuration_vit import AUTO_MAP as VIT_AUTO_MAP
 from .configuration_vit import ViTConfig
 from .image_processing_vit import ViTImageProcessor, ViTImageProcessorPil
@@ -38,6 +39,9 @@ def _register(auto_map: dict[str, str], image_processors: dict[str, type] | None
 _register(VIT_AUTO_MAP, {"torchvision": ViTImageProcessor, "pil": ViTImageProcessorPil})
 
 __all__ = [
+    "AttentionMaps",
+    "attention_maps",
+    "attention_rollout",
     "ViTConfig",
     "ViTForImageClassification",
     "ViTForMaskedImageModeling",
