@@ -1,11 +1,12 @@
-"""Test harness: an isolated Hugging Face cache, and tiny configs shared by the test modules."""
+"""Test harness: a loopback Hub and an isolated Hugging Face cache, and tiny configs shared by the tests."""
 
 import os
-import tempfile
 
-# Before anything imports huggingface_hub: it reads these at import time.
-os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="hubformers-hf-home-"))
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from hub_server import get_hub, reserve_endpoint
+
+# Before anything imports huggingface_hub (it reads these at import time): loopback HF_ENDPOINT, throwaway
+# HF_HOME / HF_HUB_CACHE, HF_TOKEN, telemetry and Xet off. An accidental Hub download fails fast.
+reserve_endpoint()
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
@@ -30,3 +31,9 @@ def _seed():
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.detach().float() - b.detach().float()).abs().max().item()
+
+
+@pytest.fixture(scope="session")
+def hub():
+    """The loopback Hub, started on first use; then use huggingface_hub / transformers as usual."""
+    return get_hub()

@@ -28,6 +28,7 @@ import socket
 import sys
 import tempfile
 import threading
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,8 +37,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 USER = "user"  # the namespace `whoami` reports, used when a repo id has no namespace
 TOKEN = "hf_local_test"
+_PORT_VAR = "LOCAL_HUB_PORT"  # "{pid}:{port}" set by reserve_endpoint(), so that it is idempotent per process
 
-# The Hub seeds new repos with a `.gitattributes` in an "initial commit"; mirror it so file listings look real.
+# What the Hub puts in the `.gitattributes` of a new repo's initial commit.
 _GITATTRIBUTES = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
 
@@ -45,11 +47,13 @@ def reserve_endpoint() -> int:
     """Point huggingface_hub at a free loopback port and at a throwaway cache; return the port.
 
     Must run before huggingface_hub is imported (it reads these variables at import time). Idempotent: a second call
-    (e.g. from a test module after the conftest) returns the port already reserved.
+    in the same process (e.g. from a test module after the conftest) returns the port already reserved. Subprocesses
+    inherit the variables, so a CLI run from a test talks to the same hub; a child that calls this again (a pytest-xdist
+    worker) gets a port and hub of its own.
     """
-    current = os.environ.get("HF_ENDPOINT", "")
-    if m := re.fullmatch(r"http://127\.0\.0\.1:(\d+)", current):
-        return int(m[1])
+    pid, _, port = os.environ.get(_PORT_VAR, "").partition(":")
+    if pid == str(os.getpid()):
+        return int(port)
     if "huggingface_hub" in sys.modules:
         raise RuntimeError(
             "huggingface_hub was imported before reserve_endpoint(): it already read HF_ENDPOINT. "
@@ -63,6 +67,7 @@ def reserve_endpoint() -> int:
     no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost"]))
     os.environ.update(
         HF_ENDPOINT=f"http://127.0.0.1:{port}",
+        **{_PORT_VAR: f"{os.getpid()}:{port}"},
         # Never read or write the user's cache or token; HF_HUB_CACHE etc. would win over HF_HOME if set.
         HF_HOME=home,
         HF_HUB_CACHE=os.path.join(home, "hub"),
@@ -74,7 +79,6 @@ def reserve_endpoint() -> int:
         HF_HUB_DISABLE_TELEMETRY="1",
         # With hf_xet installed, upload_folder would take the Xet pipeline; this keeps the plain commit path.
         HF_HUB_DISABLE_XET="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
         NO_PROXY=no_proxy,  # httpx honours *_PROXY variables; loopback must bypass them
         no_proxy=no_proxy,
     )
@@ -156,8 +160,9 @@ class HubError(Exception):
     def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         # `X-Error-Code` selects the client's exception (RepoNotFound, RevisionNotFound, EntryNotFound); the message
-        # (header and JSON `error`) ends up in the exception text.
-        extra = {"X-Error-Message": message, **({"X-Error-Code": code} if code else {}), **(headers or {})}
+        # (header and JSON `error`) ends up in the exception text. Headers must be one line of latin-1.
+        header = message.encode("ascii", "backslashreplace").decode().replace("\n", " ")
+        extra = {"X-Error-Message": header, **({"X-Error-Code": code} if code else {}), **(headers or {})}
         self.response = _json({"error": message}, status, extra)
 
 
@@ -180,7 +185,8 @@ _ROUTES = [
     ("DELETE", rf"{_API}/branch/(?P<rev>[^/]+)", "delete_branch"),
     ("POST", rf"{_API}/tag/(?P<rev>[^/]+)", "create_tag"),
     # Downloads: /{ns}/{name}/resolve/{rev}/{path} for models, /{type}s/{ns}/{name}/resolve/... for the others.
-    ("GET", r"/(?:(?P<type>dataset|space|kernel)s/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "resolve"),
+    ("GET", r"/(?:(?P<type>dataset|space|kernel)s/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)",
+     "resolve"),
 ]
 
 
@@ -228,7 +234,7 @@ class LocalHub:
                 except HubError as e:
                     return e.response
                 except Exception as e:  # a bug here should reach the test as a readable 500, not a dropped socket
-                    return HubError(500, f"LocalHub.{name} failed: {e!r}").response
+                    return HubError(500, f"LocalHub.{name} failed: {e!r}\n{traceback.format_exc()}").response
         return HubError(404, f"LocalHub has no route for {method} {path}").response
 
     # -- helpers -----------------------------------------------------------------------------------------------------
@@ -250,12 +256,12 @@ class LocalHub:
             raise HubError(404, f"Invalid rev id: {rev}", "RevisionNotFound")
         return found, commit
 
-    def _new_commit(self, repo: Repo, parent: Commit | None, files: dict[str, Blob], title: str, message: str) -> Commit:
+    def _new_commit(self, repo: Repo, parent: Commit | None, files: dict[str, Blob], title: str, msg: str) -> Commit:
         # Any unique 40-hex string serves as a sha; the counter gives identical trees distinct commits.
         seed = f"{repo.repo_id}\n{parent and parent.oid}\n{sorted((p, b.oid) for p, b in files.items())}\n{title}"
         oid = hashlib.sha1(f"{seed}\n{next(self._counter)}".encode()).hexdigest()
         date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        repo.commits[oid] = Commit(oid, parent and parent.oid, files, title, message, date)
+        repo.commits[oid] = Commit(oid, parent and parent.oid, files, title, msg, date)
         return repo.commits[oid]
 
     @staticmethod
@@ -393,7 +399,8 @@ class LocalHub:
         r, c = self._lookup(type, repo, rev)
         out = []
         while c is not None:
-            out.append({"id": c.oid, "title": c.title, "message": c.message, "date": c.date, "authors": [{"user": USER}]})
+            authors = [{"user": USER}]
+            out.append({"id": c.oid, "title": c.title, "message": c.message, "date": c.date, "authors": authors})
             c = r.commits.get(c.parent) if c.parent else None
         return _json(out)
 

@@ -1,26 +1,20 @@
 """Round trips through the loopback Hub in hub_server.py with the real huggingface_hub and transformers clients."""
 
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
-from hub_server import get_hub, reserve_endpoint
-
-# huggingface_hub reads HF_ENDPOINT and the cache paths when it is imported: reserve before the imports below.
-# (Idempotent, so this keeps working once tests/conftest.py does it first.)
-reserve_endpoint()
-
-from huggingface_hub import HfApi, hf_hub_download, snapshot_download  # noqa: E402
-from huggingface_hub.errors import (  # noqa: E402
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
 
-
-@pytest.fixture(scope="session")
-def hub():
-    return get_hub()
+# conftest.py pointed HF_ENDPOINT at the loopback hub before huggingface_hub was imported; `hub` starts it.
 
 
 @pytest.fixture
@@ -46,6 +40,8 @@ def test_endpoint_points_at_loopback(hub):
     from huggingface_hub import constants
 
     assert constants.ENDPOINT == hub.url
+    assert os.path.basename(constants.HF_HOME).startswith("hf-home-")  # a throwaway cache, never the user's
+    assert constants.HF_HUB_CACHE.startswith(constants.HF_HOME)
     assert HfApi().whoami()["name"] == "user"
 
 
@@ -87,7 +83,6 @@ def test_second_commit_keeps_old_revision(api, repo_id, folder):
     assert open(hf_hub_download(repo_id, "weights.bin", revision=second), "rb").read() == b"new weights"
     assert open(hf_hub_download(repo_id, "weights.bin", revision=first), "rb").read() == bytes(range(256)) * 4
     assert open(hf_hub_download(repo_id, "weights.bin", revision=first[:7]), "rb").read() == bytes(range(256)) * 4
-    # Unchanged files were left out of the second commit, so only weights.bin differs between the snapshots.
     assert [c.commit_id for c in api.list_repo_commits(repo_id)][:2] == [second, first]
 
 
@@ -129,6 +124,17 @@ def test_missing_things_raise_hub_errors(api, repo_id):
     assert not api.file_exists(repo_id, "nope.txt") and not api.repo_exists("user/does-not-exist")
 
 
+def test_subprocess_shares_the_hub(api, repo_id):
+    # Child processes (e.g. a CLI under test) inherit HF_ENDPOINT and the cache variables, so they reach this hub.
+    code = (
+        "from huggingface_hub import HfApi\n"
+        f"HfApi().upload_file(path_or_fileobj=b'hi', path_in_repo='x.txt', repo_id={repo_id!r})"
+    )
+    api.create_repo(repo_id)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert open(hf_hub_download(repo_id, "x.txt"), "rb").read() == b"hi"
+
+
 def test_transformers_push_to_hub_and_from_pretrained(hub, repo_id):
     import torch
     import transformers
@@ -147,3 +153,31 @@ def test_transformers_push_to_hub_and_from_pretrained(hub, repo_id):
     for name, tensor in expected.items():
         torch.testing.assert_close(actual[name], tensor, rtol=0, atol=0, msg=name)
     assert "README.md" in HfApi().list_repo_files(repo_id)  # push_to_hub writes a model card
+
+
+@pytest.mark.slow  # trains a step and pushes twice (checkpoint + final): a few seconds beyond the imports
+def test_trainer_push_to_hub(hub, tmp_path):
+    import torch
+    import transformers
+
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8,
+        num_labels=3,
+    )
+    model = transformers.ViTForImageClassification(config)
+    data = [{"pixel_values": torch.randn(3, 32, 32), "labels": i % 3} for i in range(4)]
+    name = f"trainer-{uuid.uuid4().hex[:8]}"  # no namespace, as Trainer names the repo after output_dir
+    args = transformers.TrainingArguments(
+        str(tmp_path / name), per_device_train_batch_size=4, max_steps=1, save_steps=1, report_to=[], use_cpu=True,
+        push_to_hub=True, hub_strategy="checkpoint",
+    )
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
+    trainer.train()
+    trainer.push_to_hub()
+    assert trainer.hub_model_id == f"user/{name}"
+
+    files = HfApi().list_repo_files(trainer.hub_model_id)
+    assert {"model.safetensors", "config.json", "README.md", "last-checkpoint/model.safetensors"} <= set(files)
+    loaded = transformers.ViTForImageClassification.from_pretrained(trainer.hub_model_id)
+    for key, tensor in trainer.model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], tensor, rtol=0, atol=0, msg=key)
