@@ -40,7 +40,13 @@ EVAL_BATCH_SIZE = 256
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("architecture", choices=["vit"], help="What to train.")
     parser.add_argument("--output-dir", type=Path, help="Where the model goes (default: outputs/vit-DATASET).")
-    parser.add_argument("--dataset", choices=sorted(LOADERS), default="digits", help="Training data (offline).")
+    parser.add_argument(
+        "--dataset",
+        choices=sorted(LOADERS),
+        default="digits",
+        help="Training data, never downloaded: scikit-learn's digits (default), or Fashion-MNIST from the Debian "
+        "package dataset-fashion-mnist.",
+    )
     parser.add_argument(
         "--model-size",
         choices=list(MODEL_SIZES),
@@ -50,12 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             f"{s['patch_size']}x{s['patch_size']} patches"
             for name, s in MODEL_SIZES.items()
         )
-        + f" (on {IMAGE_SIZE}x{IMAGE_SIZE} images).",
+        + f" (on {IMAGE_SIZE}x{IMAGE_SIZE} images). Default: %(default)s.",
     )
-    parser.add_argument("--epochs", type=float, default=15)
-    parser.add_argument("--batch-size", type=int, default=64, help="Per process (x the number of torchrun processes).")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Peak AdamW learning rate (cosine decay).")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the initial weights and batch order.")
+    parser.add_argument("--epochs", type=float, default=15, help="Default: %(default)s.")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="Per process (times the torchrun processes). Default: %(default)s."
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="Peak AdamW learning rate. Default: %(default)s."
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Initial weights and batch order. Default: %(default)s.")
     parser.add_argument("--max-train-samples", type=int, help="Train on the first N training images only.")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="Upload the folder to this Hub repo (at HF_ENDPOINT).")
 

@@ -66,6 +66,7 @@ def test_vit_flops_match_torch_flop_counter():
 def test_hubformers_command_routes_to_the_benchmark():
     from hubformers import cli
 
-    args = cli.build_parser().parse_args(["benchmark", "vit", "--repeats", "3"])
+    argv = ["benchmark", "vit", "--repeats", "3"]
+    args = cli.build_parser(argv).parse_args(argv)
     assert args.run is benchmark.main and args.build_workload is benchmark.vit_workload
     assert (args.repeats, args.batch_size, args.model) == (3, 8, "vit_base_patch16_224")

@@ -166,7 +166,8 @@ def test_other_activations_convert_exactly():
 def test_hubformers_command_routes_to_the_converter(tmp_path):
     from hubformers import cli
 
-    args = cli.build_parser().parse_args(["convert", "timm", "vit_base_patch16_224", "--output-dir", str(tmp_path)])
+    argv = ["convert", "timm", "vit_base_patch16_224", "--output-dir", str(tmp_path)]
+    args = cli.build_parser(argv).parse_args(argv)
     assert args.run is convert.main and args.convert is convert.run_timm
 
 

@@ -1,11 +1,12 @@
 """The `hubformers` command: train, convert, benchmark and visualize-attention.
 
 Each sub-command lives in a module of `hubformers.scripts` exposing `add_arguments(parser)` and
-`main(args)`; they are imported only when their command runs, so `hubformers --help` stays fast.
+`main(args)`; only the module of the command being run is imported, so `hubformers --help` stays fast.
 """
 
 import argparse
 import importlib
+import sys
 
 COMMANDS = {
     "train": ("train", "Train a model with transformers' Trainer and leave a Hub-ready folder."),
@@ -15,19 +16,22 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser, with the arguments of the command named first in `argv` (the others list only their help)."""
     parser = argparse.ArgumentParser(prog="hubformers", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(f"hubformers.scripts.{module_name}")
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.main)
+        if argv[:1] == [name]:
+            module = importlib.import_module(f"hubformers.scripts.{module_name}")
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     args.run(args)
 
 
