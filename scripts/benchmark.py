@@ -2,10 +2,10 @@
 
 All implementations run in this one process on the same inputs, interleaved (ours, transformers, timm,
 then again in a rotated order), so that the machine's drift (other jobs, clocks: 2x swings on a shared
-CPU) hits each alike. The table gives each one's median seconds and the ratio of ours to it (the median
-of per-round ratios), its GFLOP/s (matmul and patch-convolution FLOPs counted analytically; the backward
-counted as twice the forward) and its share of a 2048x2048 float32 matmul's rate measured in the same
-process.
+CPU) hits each alike. The table gives each one's median seconds, the ratio of ours to it (the median of
+per-round ratios, with their quartiles), its GFLOP/s (matmul and patch-convolution FLOPs counted
+analytically; the backward counted as twice the forward) and its share of a 2048x2048 float32 matmul's
+rate measured in the same rounds.
 
 Each model is a sub-command with its own arguments (`hubformers benchmark vit`); a new one adds an entry
 to `BENCHMARKS` with a function that builds its `Workload`.
@@ -114,23 +114,30 @@ class Row:
     implementation: str
     median_s: float
     ours_over_this: float
+    ours_over_this_quartiles: tuple[float, float]
     gflops: float
     peak_share: float
     times_s: list[float]
 
 
-def paired_ratio(ours: list[float], other: list[float]) -> float:
-    """Median over rounds of ours / other within the same round: the two ran seconds apart, so a load
-    that drifts over the run (another job starting) cancels out, which a ratio of medians does not do."""
-    return statistics.median(mine / theirs for mine, theirs in zip(ours, other))
+def paired_ratios(ours: list[float], other: list[float]) -> tuple[float, float, float]:
+    """Quartiles (25%, median, 75%) over rounds of ours / other within the same round: the two ran seconds
+    apart, so a load that drifts over the run (another job starting) cancels out, which a ratio of medians
+    does not do; the spread between the quartiles says how far to trust the median on this machine."""
+    ratios = [mine / theirs for mine, theirs in zip(ours, other)]
+    if len(ratios) == 1:
+        return ratios[0], ratios[0], ratios[0]
+    low, median, high = statistics.quantiles(ratios, n=4, method="inclusive")
+    return low, median, high
 
 
 def rows_for_mode(mode: str, times: dict[str, list[float]], flops: float, peak: float) -> list[Row]:
     rows = []
     for name, seconds in times.items():
         median = statistics.median(seconds)
-        ratio = paired_ratio(times["ours"], seconds)
-        rows.append(Row(mode, name, median, ratio, flops / median / 1e9, flops / median / peak, seconds))
+        low, ratio, high = paired_ratios(times["ours"], seconds)
+        rate = flops / median
+        rows.append(Row(mode, name, median, ratio, (low, high), rate / 1e9, rate / peak, seconds))
     return rows
 
 
@@ -163,11 +170,15 @@ def build_report(workload: Workload, args: argparse.Namespace, differences: dict
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'mode':<18}{'implementation':<16}{'median s':>10}{'ours/this':>11}{'GFLOP/s':>10}{'% of peak':>11}"]
+    lines = [
+        f"{'mode':<18}{'implementation':<16}{'median s':>10}{'ours/this':>11}{'(quartiles)':>15}"
+        f"{'GFLOP/s':>10}{'% of peak':>11}"
+    ]
     for r in rows:
+        low, high = r["ours_over_this_quartiles"]
         lines.append(
             f"{r['mode']:<18}{r['implementation']:<16}{r['median_s']:>10.4g}{r['ours_over_this']:>11.3f}"
-            f"{r['gflops']:>10.2f}{100 * r['peak_share']:>10.1f}%"
+            f"{f'({low:.2f}-{high:.2f})':>15}{r['gflops']:>10.2f}{100 * r['peak_share']:>10.1f}%"
         )
     return "\n".join(lines)
 

@@ -16,7 +16,9 @@ from hubformers.scripts import benchmark
 pytest.importorskip("timm")
 
 IMPLEMENTATIONS = ("ours", "transformers", "timm")
-ROW = re.compile(r"^(forward\+backward|forward)\s+(\w+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)%$", re.MULTILINE)
+ROW = re.compile(
+    r"^(forward\+backward|forward)\s+(\w+)\s+(\S+)\s+(\S+)\s+\((\S+)-(\S+)\)\s+(\S+)\s+(\S+)%$", re.MULTILINE
+)
 
 
 def run_cli(*argv: str) -> None:
@@ -38,8 +40,10 @@ def test_tiny_vit_benchmark_reports_every_implementation(tmp_path, capsys):
     assert re.search(r"max \|logits - ours\|: transformers \S+, timm \S+", output)
     rows = {(mode, name): [float(value) for value in values] for mode, name, *values in ROW.findall(output)}
     assert set(rows) == {(mode, name) for mode in benchmark.MODES for name in IMPLEMENTATIONS}
-    for (mode, name), (median, ratio, gflops, peak_percent) in rows.items():
+    for (mode, name), (median, ratio, low, high, gflops, peak_percent) in rows.items():
         assert median > 0 and ratio > 0 and gflops > 0 and peak_percent > 0, (mode, name)
+        assert low <= round(ratio, 2) <= high or name == "ours", (mode, name)
+    assert all(rows[(mode, "ours")][1:4] == [1.0, 1.0, 1.0] for mode in benchmark.MODES)
     assert re.search(r"ours / fastest peer: forward \d+\.\d+ \(vs \w+\), forward\+backward \d+\.\d+", output)
 
     report = json.loads((tmp_path / "results.json").read_text())
