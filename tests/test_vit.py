@@ -124,7 +124,6 @@ def test_image_processor_matches_transformers(backend):
     from PIL import Image
 
     image = Image.fromarray(torch.randint(0, 256, (40, 56, 3), dtype=torch.uint8).numpy())
-    ours = AutoImageProcessor.from_pretrained  # noqa: F841 (the class is what we compare)
     our_class = hubformers.ViTImageProcessor if backend == "torchvision" else hubformers.ViTImageProcessorPil
     reference_class = transformers.ViTImageProcessor if backend == "torchvision" else transformers.ViTImageProcessorPil
     expected = reference_class()(image, return_tensors="pt").pixel_values
