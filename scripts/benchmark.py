@@ -7,8 +7,9 @@ per-round ratios, with their quartiles), its GFLOP/s (matmul and patch-convoluti
 analytically; the backward counted as twice the forward) and its share of a 2048x2048 float32 matmul's
 rate measured in the same rounds.
 
-Each model is a sub-command with its own arguments (`hubformers benchmark vit`); a new one adds an entry
-to `BENCHMARKS` with a function that builds its `Workload`.
+Each model is a plug-in module with its own arguments (`hubformers benchmark vit`): its `workload(args)`
+builds a `Workload` (the contenders on the same weights, as closures over their inputs); a new model adds a
+module and an entry to `BENCHMARKS`. Scripts that sweep sizes reuse `time_interleaved` and `load_quietly`.
 """
 
 import argparse
@@ -23,42 +24,43 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import transformers
 from torch import nn
 
-from hubformers.configuration_vit import ViTConfig, to_pair
-from hubformers.scripts.convert import convert_timm_vit, import_timm, json_object
+from hubformers.scripts.plugins import add_plugins
 
 # --- what is timed ------------------------------------------------------------------------------------
 
 
 @dataclass
 class Contender:
+    """One implementation: `forward()` runs it on the workload's inputs and returns the output compared
+    across contenders; `loss()` is what the forward+backward mode back-propagates."""
+
     name: str
     model: nn.Module
-    logits: Callable[[torch.Tensor], torch.Tensor]
+    forward: Callable[[], torch.Tensor]
+    loss: Callable[[], torch.Tensor] | None = None
 
 
 @dataclass
 class Workload:
-    """Implementations of one model on the same weights (ours first), their inputs, and its forward FLOPs."""
+    """Implementations of one model on the same weights (ours first), its forward FLOPs, the modes to time."""
 
     description: str
     contenders: list[Contender]
-    inputs: torch.Tensor
-    labels: torch.Tensor
     forward_flops: float
+    modes: tuple[str, ...] = ("forward", "forward+backward")
 
 
-def forward_step(contender: Contender, workload: Workload) -> None:
+def forward_step(contender: Contender) -> None:
     with torch.no_grad():
-        contender.logits(workload.inputs)
+        contender.forward()
 
 
-def train_step(contender: Contender, workload: Workload) -> None:
+def train_step(contender: Contender) -> None:
     contender.model.zero_grad(set_to_none=True)
-    F.cross_entropy(contender.logits(workload.inputs), workload.labels).backward()
+    contender.loss().backward()
 
 
 # mode -> (step, train mode, FLOPs as a multiple of the forward's: the backward takes two matmuls per one)
@@ -97,12 +99,12 @@ def time_interleaved(steps: dict[str, Callable], label: str, repeats: int, warmu
     return times
 
 
-def max_logit_differences(workload: Workload) -> dict[str, float]:
-    """Max |logits - ours| of each peer on one image: the contenders really compute the same function."""
+def max_output_differences(workload: Workload) -> dict[str, float]:
+    """Max |output - ours| of each peer: the contenders really compute the same function."""
     ours, *peers = workload.contenders
     with torch.no_grad():
-        expected = ours.logits(workload.inputs[:1])
-        return {peer.name: (peer.logits(workload.inputs[:1]) - expected).abs().max().item() for peer in peers}
+        expected = ours.forward()
+        return {peer.name: (peer.forward() - expected).abs().max().item() for peer in peers}
 
 
 # --- results ------------------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def ours_over_fastest_peer(rows: list[Row]) -> dict[str, dict]:
     """Per mode: ours / the fastest other implementation, the one with the largest paired ratio (<= 1 means
     ours is at least as fast as every peer), and which it is."""
     summary = {}
-    for mode in MODES:
+    for mode in dict.fromkeys(r.mode for r in rows):
         peers = [r for r in rows if r.mode == mode and r.implementation != "ours"]
         fastest = max(peers, key=lambda r: r.ours_over_this)
         summary[mode] = {"ratio": fastest.ours_over_this, "peer": fastest.implementation}
@@ -163,7 +165,7 @@ def build_report(workload: Workload, args: argparse.Namespace, differences: dict
         "matmul_peak_gflops": {mode: peak / 1e9 for mode, peak in peaks.items()},
         "peak_size": args.peak_size,
         "forward_gflop": workload.forward_flops / 1e9,
-        "max_logit_differences": differences,
+        "max_output_differences": differences,
         "rows": [asdict(row) for row in rows],
         "ours_over_fastest_peer": ours_over_fastest_peer(rows),
     }
@@ -184,7 +186,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def format_report(report: dict) -> str:
-    differences = ", ".join(f"{name} {diff:.2g}" for name, diff in report["max_logit_differences"].items())
+    differences = ", ".join(f"{name} {diff:.2g}" for name, diff in report["max_output_differences"].items())
     summary = ", ".join(
         f"{mode} {s['ratio']:.3f} (vs {s['peer']})" for mode, s in report["ours_over_fastest_peer"].items()
     )
@@ -197,29 +199,13 @@ def format_report(report: dict) -> str:
             f"torch threads: {report['threads']}",
             f"matmul peak ({size}x{size} float32, median over the rounds): {peaks} GFLOP/s",
             f"forward: {report['forward_gflop']:.4g} GFLOP (forward+backward: 3x)",
-            f"max |logits - ours|: {differences}",
+            f"max |output - ours|: {differences}",
             "",
             format_table(report["rows"]),
             "",
             f"ours / fastest peer: {summary}",
         ]
     )
-
-
-# --- ViT ----------------------------------------------------------------------------------------------
-
-
-def vit_forward_flops(config: ViTConfig, batch_size: int) -> float:
-    """2 x the multiply-adds of the patch convolution, the projections, the attention products and the
-    head on the class token; norms, softmax and GELU are left out (a few % of the time, no matmul)."""
-    (grid_h, grid_w), (patch_h, patch_w) = config.grid_size, to_pair(config.patch_size)
-    patches, width = grid_h * grid_w, config.hidden_size
-    tokens = patches + 1
-    embedding = patches * config.num_channels * patch_h * patch_w * width
-    projections = tokens * (4 * width * width + 2 * width * config.intermediate_size)
-    attention = 2 * tokens * tokens * width  # q k^T and weights @ v
-    head = width * config.num_labels
-    return 2.0 * batch_size * (embedding + config.num_hidden_layers * (projections + attention) + head)
 
 
 def load_quietly(model_class: type, folder: str, **kwargs) -> nn.Module:
@@ -233,49 +219,11 @@ def load_quietly(model_class: type, folder: str, **kwargs) -> nn.Module:
         transformers.logging.set_verbosity(verbosity)
 
 
-def vit_workload(args: argparse.Namespace) -> Workload:
-    """A timm ViT with random weights, converted to ours, ours saved and loaded by transformers' ViT (the
-    checkpoint layout is shared): three implementations of the same weights, all on sdpa attention."""
-    model_args = {**args.model_args, **({"img_size": args.image_size} if args.image_size else {})}
-    timm_model = import_timm().create_model(args.model, pretrained=False, **model_args)
-    ours = convert_timm_vit(timm_model)
-    ours.set_attn_implementation("sdpa")
-    with tempfile.TemporaryDirectory() as folder:
-        ours.save_pretrained(folder)
-        reference = load_quietly(transformers.ViTForImageClassification, folder, attn_implementation="sdpa")
-    config = ours.config
-    inputs = torch.randn(args.batch_size, config.num_channels, *to_pair(config.image_size))
-    return Workload(
-        description=f"ViT {args.model} {tuple(inputs.shape[1:])}",
-        contenders=[
-            Contender("ours", ours, lambda x: ours(x).logits),
-            Contender("transformers", reference, lambda x: reference(x).logits),
-            Contender("timm", timm_model, timm_model),
-        ],
-        inputs=inputs,
-        labels=torch.randint(0, config.num_labels, (args.batch_size,)),
-        forward_flops=vit_forward_flops(config, args.batch_size),
-    )
-
-
-def add_vit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", default="vit_base_patch16_224", help="timm ViT whose architecture all three implementations take"
-    )
-    parser.add_argument("--image-size", type=int, help="input side (default: the model's)")
-    parser.add_argument(
-        "--model-args",
-        type=json_object,
-        default={},
-        help='extra timm.create_model arguments as a JSON object, e.g. \'{"embed_dim": 32, "depth": 2}\'',
-    )
-
-
 # --- the command line ---------------------------------------------------------------------------------
 
-# Each model: (help, add its arguments, build its workload).
+# model name on the command line -> its module in hubformers.scripts
 BENCHMARKS = {
-    "vit": ("ViT: ours vs transformers' ViT vs timm's VisionTransformer.", add_vit_arguments, vit_workload),
+    "vit": "benchmark_vit",
 }
 
 
@@ -289,21 +237,18 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    models = parser.add_subparsers(dest="benchmark_model", required=True, metavar="MODEL")
-    for name, (help_text, add_model_arguments, build_workload) in BENCHMARKS.items():
-        model = models.add_parser(name, help=help_text, description=help_text)
-        add_common_arguments(model)
-        add_model_arguments(model)
-        model.set_defaults(build_workload=build_workload)
+    for model_parser, _ in add_plugins(parser, BENCHMARKS, "MODEL"):
+        add_common_arguments(model_parser)
 
 
 def run_modes(workload: Workload, args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
     """The rows of every mode, and the matmul peak (FLOP/s) measured alongside each."""
     rows, peaks = [], {}
-    for mode, (step, training, flop_multiple) in MODES.items():
+    for mode in workload.modes:
+        step, training, flop_multiple = MODES[mode]
         for contender in workload.contenders:
             contender.model.train(training)
-        steps = {contender.name: functools.partial(step, contender, workload) for contender in workload.contenders}
+        steps = {contender.name: functools.partial(step, contender) for contender in workload.contenders}
         steps[PEAK] = matmul_step(args.peak_size)
         times = time_interleaved(steps, mode, args.repeats, args.warmup)
         peaks[mode] = 2 * args.peak_size**3 / statistics.median(times.pop(PEAK))
@@ -315,10 +260,10 @@ def main(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    workload = args.build_workload(args)
+    workload = args.plugin.workload(args)
     for contender in workload.contenders:
         contender.model.eval()
-    differences = max_logit_differences(workload)
+    differences = max_output_differences(workload)
     rows, peaks = run_modes(workload, args)
     report = build_report(workload, args, differences, peaks, rows)
     print(format_report(report))
