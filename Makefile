@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo test test-slow benchmark
+.PHONY: install install-test demo test test-slow benchmark text-to-image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,12 @@ test-slow: install-test
 
 benchmark: install-test
 	$(BIN)/hubformers benchmark vit
+
+# Issue 7's demo: train a VAE, CLIP and a judging ViT on digits, then draw every digit from its prompt.
+text-to-image: $(BIN)/python
+	$(BIN)/pip install -q -e '.[clip]'
+	$(BIN)/hubformers train vae --dataset digits --output-dir outputs/vae-digits
+	$(BIN)/hubformers train clip --output-dir outputs/clip-digits
+	$(BIN)/hubformers train vit --output-dir outputs/vit-digits
+	$(BIN)/hubformers evaluate-generation --clip outputs/clip-digits --vae outputs/vae-digits \
+		--classifier outputs/vit-digits --seeds 5 --out outputs/text-to-image.png

@@ -224,6 +224,10 @@ def load_quietly(model_class: type, folder: str, **kwargs) -> nn.Module:
 # model name on the command line -> its module in hubformers.scripts
 BENCHMARKS = {
     "vit": "benchmark_vit",
+    "swin": "benchmark_swin",
+    "longformer": "benchmark_longformer",
+    "clip": "benchmark_clip",
+    "vae": "benchmark_vae",
 }
 
 
@@ -237,8 +241,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for model_parser, _ in add_plugins(parser, BENCHMARKS, "MODEL"):
-        add_common_arguments(model_parser)
+    add_plugins(parser, BENCHMARKS, "MODEL", add_common_arguments)
 
 
 def run_modes(workload: Workload, args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:

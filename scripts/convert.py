@@ -12,6 +12,9 @@ from hubformers.scripts.plugins import add_plugins
 # source name on the command line -> its module in hubformers.scripts
 SOURCES = {
     "timm": "convert_timm",
+    "roberta-to-longformer": "convert_roberta",
+    "open_clip": "convert_open_clip",
+    "diffusers": "convert_diffusers",
 }
 
 

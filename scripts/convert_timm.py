@@ -9,6 +9,11 @@ logits equal timm's.
 ViT: the plain VisionTransformer (`vit_*_patch*`: class token, pre-norm blocks, fused qkv, token pooling)
 converts exactly; any variant our ViT cannot express (register tokens, layer scale, qk-norm, ...) is refused
 with a `ValueError` that names what it found, rather than converted into a model that gives other logits.
+
+Swin: timm's SwinTransformer (`swin_*_patch4_window*`) converts exactly at its input size; timm merges
+patches at the start of a stage where ours (and transformers') merge at the end of the previous one, and its
+fused qkv is split. Models whose blocks use other window sizes (made for inputs smaller than a window) are
+refused.
 """
 
 import argparse
@@ -22,7 +27,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 from transformers.image_utils import PILImageResampling
 
-from hubformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+from hubformers import SwinConfig, SwinForImageClassification, ViTConfig, ViTForImageClassification, ViTImageProcessor
 from hubformers.configuration_vit import to_pair
 from hubformers.scripts.checkpoints import add_checkpoint_arguments, folder_weights, json_object, read_checkpoint
 
@@ -405,5 +410,119 @@ def convert_timm_vit(
     return ours
 
 
+# --- timm: Swin Transformer ---------------------------------------------------------------------------
+
+
+def swin_problems(model: nn.Module) -> list[str]:
+    """What a timm SwinTransformer has that our Swin cannot express."""
+    timm = import_timm()
+    problems = []
+    if type(model) is not timm.models.swin_transformer.SwinTransformer:
+        problems.append(f"a SwinTransformer subclass ({type(model).__name__})")
+    if getattr(model, "absolute_pos_embed", None) is not None:
+        problems.append("absolute position embeddings")
+    if getattr(model.head, "global_pool", None) is None or model.head.global_pool.pool_type != "avg":
+        problems.append("a head without average pooling")
+    window = model.layers[0].blocks[0].attn.window_size
+    blocks = [block for stage in model.layers for block in stage.blocks]
+    if window[0] != window[1] or any(block.attn.window_size != window for block in blocks):
+        problems.append(
+            f"windows other than one square size {window} in every block (a model made for an input smaller "
+            "than its windows)"
+        )
+    norms = [model.norm, model.patch_embed.norm] + [norm for block in blocks for norm in (block.norm1, block.norm2)]
+    if any(type(norm) is not nn.LayerNorm for norm in norms):
+        problems.append("norms other than LayerNorm")
+    if any(activation_name(block.mlp.act) != "gelu" for block in blocks):
+        problems.append("an MLP activation other than GELU")
+    return problems
+
+
+def swin_config_from_timm(model: nn.Module) -> SwinConfig:
+    block = model.layers[0].blocks[0]
+    label_names = imagenet_labels(model)
+    labels = {"id2label": label_names} if label_names else {"num_labels": model.num_classes}
+    patch_size = tuple(model.patch_embed.patch_size)
+    return SwinConfig(
+        image_size=int_or_pair(tuple(model.patch_embed.img_size)),
+        patch_size=int_or_pair(patch_size),
+        num_channels=model.patch_embed.proj.in_channels,
+        embed_dim=model.patch_embed.proj.out_channels,
+        depths=[len(stage.blocks) for stage in model.layers],
+        num_heads=[stage.blocks[0].attn.num_heads for stage in model.layers],
+        window_size=block.attn.window_size[0],
+        mlp_ratio=block.mlp.fc1.out_features / block.mlp.fc1.in_features,
+        qkv_bias=block.attn.qkv.bias is not None,
+        layer_norm_eps=model.norm.eps,
+        encoder_stride=patch_size[0] * 2 ** (len(model.layers) - 1),
+        drop_path_rate=0.0,
+        **labels,
+    )
+
+
+def our_swin_keys(timm_key: str) -> list[str]:
+    """Our names for one timm Swin parameter. timm merges patches at the start of stage i, we at the end of
+    stage i - 1; timm's fused qkv is split into q, k, v."""
+    names = [
+        (r"patch_embed\.proj\.", "swin.embeddings.patch_embeddings.projection."),
+        (r"patch_embed\.norm\.", "swin.embeddings.norm."),
+        (r"layers\.(\d+)\.blocks\.(\d+)\.norm1\.", r"swin.encoder.layers.\1.blocks.\2.layernorm_before."),
+        (r"layers\.(\d+)\.blocks\.(\d+)\.norm2\.", r"swin.encoder.layers.\1.blocks.\2.layernorm_after."),
+        (r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.", r"swin.encoder.layers.\1.blocks.\2.mlp."),
+        (r"layers\.(\d+)\.blocks\.(\d+)\.attn\.proj\.", r"swin.encoder.layers.\1.blocks.\2.attention.o_proj."),
+        (
+            r"layers\.(\d+)\.blocks\.(\d+)\.attn\.relative_position_bias_table",
+            r"swin.encoder.layers.\1.blocks.\2.attention.relative_position_bias.relative_position_bias_table",
+        ),
+        (r"norm\.", "swin.layernorm."),
+        (r"head\.fc\.", "classifier."),
+    ]
+    downsample = re.fullmatch(r"layers\.(\d+)\.downsample\.(.*)", timm_key)
+    if downsample:
+        return [f"swin.encoder.layers.{int(downsample[1]) - 1}.downsample.{downsample[2]}"]
+    fused = re.fullmatch(r"layers\.(\d+)\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)", timm_key)
+    if fused:
+        stage, block, kind = fused.groups()
+        prefix = f"swin.encoder.layers.{stage}.blocks.{block}.attention"
+        return [f"{prefix}.{proj}.{kind}" for proj in ("q_proj", "k_proj", "v_proj")]
+    for pattern, replacement in names:
+        if re.match(pattern, timm_key):
+            return [re.sub(f"^{pattern}", replacement, timm_key)]
+    raise KeyError(f"No hubformers name for timm parameter {timm_key!r}.")
+
+
+def convert_timm_swin(
+    model_or_name_or_folder: nn.Module | str | Path,
+    output_dir: str | Path | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    allow_pickle: bool = False,
+    model_args: dict | None = None,
+) -> SwinForImageClassification:
+    """A timm Swin (swin_*) as our `SwinForImageClassification` (fp32, eval mode) with the same logits; the
+    arguments are `convert_timm_vit`'s."""
+    if isinstance(model_or_name_or_folder, nn.Module):
+        timm_model = model_or_name_or_folder
+    else:
+        timm_model = load_timm_model(model_or_name_or_folder, checkpoint, allow_pickle, model_args)
+    problems = swin_problems(timm_model)
+    if problems:
+        raise ValueError(f"This timm Swin has {'; '.join(problems)}, which hubformers' Swin cannot express.")
+    check_float32_on_cpu(timm_model)
+    with torch.device("meta"):
+        ours = SwinForImageClassification(swin_config_from_timm(timm_model))
+    state = {}
+    for timm_key, tensor in timm_model.state_dict().items():
+        names = our_swin_keys(timm_key)
+        state.update(zip(names, (part.clone() for part in tensor.chunk(len(names), dim=0))))
+    ours.load_state_dict(state, strict=True, assign=True)
+    ours.eval()
+    check_same_logits(timm_model, ours)
+    if output_dir is not None:
+        ours.save_pretrained(output_dir)
+        image_processor_from_timm(timm_model).save_pretrained(output_dir)
+    return ours
+
+
 # timm model class -> its converter.
-TIMM_ARCHITECTURES = {"VisionTransformer": convert_timm_vit}
+TIMM_ARCHITECTURES = {"VisionTransformer": convert_timm_vit, "SwinTransformer": convert_timm_swin}

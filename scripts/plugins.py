@@ -7,16 +7,18 @@ dispatcher calls (`main(args)` for train and convert, `workload(args)` for bench
 
 import argparse
 import importlib
-from types import ModuleType
+from collections.abc import Callable
 
 
 def add_plugins(
-    parser: argparse.ArgumentParser, plugins: dict[str, str], metavar: str
-) -> list[tuple[argparse.ArgumentParser, ModuleType]]:
-    """One sub-command per plug-in (name -> module name); `args.plugin` is the chosen module. The parsers and
-    modules come back, for dispatchers that add common arguments."""
+    parser: argparse.ArgumentParser,
+    plugins: dict[str, str],
+    metavar: str,
+    add_common_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """One sub-command per plug-in (name -> module name); `args.plugin` is the chosen module. Common arguments
+    come first, so that a plug-in can change their defaults with `parser.set_defaults`."""
     choices = parser.add_subparsers(dest="plugin_name", required=True, metavar=metavar)
-    added = []
     for name, module_name in plugins.items():
         module = importlib.import_module(f"hubformers.scripts.{module_name}")
         sub = choices.add_parser(
@@ -25,7 +27,7 @@ def add_plugins(
             description=module.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        if add_common_arguments:
+            add_common_arguments(sub)
         module.add_arguments(sub)
         sub.set_defaults(plugin=module)
-        added.append((sub, module))
-    return added

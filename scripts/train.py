@@ -11,6 +11,10 @@ from hubformers.scripts.plugins import add_plugins
 # architecture name on the command line -> its module in hubformers.scripts
 TRAINERS = {
     "vit": "train_vit",
+    "swin": "train_swin",
+    "longformer": "train_longformer",
+    "clip": "train_clip",
+    "vae": "train_vae",
 }
 
 

@@ -14,6 +14,44 @@ from .configuration_vit import AUTO_MAP as VIT_AUTO_MAP
 from .configuration_vit import ViTConfig
 from .image_processing_vit import ViTImageProcessor, ViTImageProcessorPil
 from .modeling_vit import ViTForImageClassification, ViTForMaskedImageModeling, ViTModel, ViTPreTrainedModel
+from .configuration_swin import AUTO_MAP as SWIN_AUTO_MAP
+from .configuration_swin import SwinConfig
+from .modeling_swin import (
+    SwinBackbone,
+    SwinForImageClassification,
+    SwinForMaskedImageModeling,
+    SwinModel,
+    SwinPreTrainedModel,
+)
+from .configuration_clip import AUTO_MAP as CLIP_AUTO_MAP
+from .configuration_clip import TEXT_AUTO_MAP as CLIP_TEXT_AUTO_MAP
+from .configuration_clip import VISION_AUTO_MAP as CLIP_VISION_AUTO_MAP
+from .configuration_clip import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+from .modeling_clip import (
+    CLIPModel,
+    CLIPPreTrainedModel,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPVisionModel,
+    CLIPVisionModelWithProjection,
+)
+from .processing_clip import CLIPCollator, CLIPImageTextProcessor, clip_image_processor, preprocess_pairs
+from .configuration_longformer import AUTO_MAP as LONGFORMER_AUTO_MAP
+from .configuration_longformer import LongformerConfig
+from .modeling_longformer import (
+    LongformerForMaskedLM,
+    LongformerForMultipleChoice,
+    LongformerForQuestionAnswering,
+    LongformerForSequenceClassification,
+    LongformerForTokenClassification,
+    LongformerModel,
+    LongformerPreTrainedModel,
+)
+from .configuration_vae import AUTO_MAP as VAE_AUTO_MAP
+from .configuration_vae import VAEConfig
+from .image_processing_vae import VAEImageProcessor, VAEImageProcessorPil
+from .modeling_vae import VAEModel, VAEPreTrainedModel
+from .text_to_image import GeneratedImages, generate_image
 
 __version__ = "0.1.0"
 
@@ -37,9 +75,44 @@ def _register(auto_map: dict[str, str], image_processors: dict[str, type] | None
 
 
 _register(VIT_AUTO_MAP, {"torchvision": ViTImageProcessor, "pil": ViTImageProcessorPil})
+# transformers' Swin checkpoints use its ViTImageProcessor too (ImageNet mean/std, 224x224).
+_register(SWIN_AUTO_MAP, {"torchvision": ViTImageProcessor, "pil": ViTImageProcessorPil})
+for clip_auto_map in (CLIP_AUTO_MAP, CLIP_TEXT_AUTO_MAP, CLIP_VISION_AUTO_MAP):
+    _register(clip_auto_map, {"torchvision": ViTImageProcessor, "pil": ViTImageProcessorPil})
+# CLIP reads OpenAI's BPE through transformers' own tokenizer, and pairs it with our image processor.
+transformers.AutoTokenizer.register(CLIPConfig, tokenizer_class=transformers.CLIPTokenizer, exist_ok=True)
+transformers.AutoProcessor.register(CLIPConfig, CLIPImageTextProcessor, exist_ok=True)
+CLIPImageTextProcessor.register_for_auto_class()
+_register(LONGFORMER_AUTO_MAP)
+# Longformer reads RoBERTa's byte-level BPE: transformers' own tokenizer serves our model type too.
+transformers.AutoTokenizer.register(LongformerConfig, tokenizer_class=transformers.RobertaTokenizer, exist_ok=True)
+_register(VAE_AUTO_MAP, {"torchvision": VAEImageProcessor, "pil": VAEImageProcessorPil})
 
 __all__ = [
     "AttentionMaps",
+    "GeneratedImages",
+    "generate_image",
+    "CLIPCollator",
+    "CLIPConfig",
+    "CLIPModel",
+    "CLIPPreTrainedModel",
+    "CLIPImageTextProcessor",
+    "CLIPTextConfig",
+    "CLIPTextModel",
+    "CLIPTextModelWithProjection",
+    "CLIPVisionConfig",
+    "CLIPVisionModel",
+    "CLIPVisionModelWithProjection",
+    "clip_image_processor",
+    "preprocess_pairs",
+    "LongformerConfig",
+    "LongformerForMaskedLM",
+    "LongformerForMultipleChoice",
+    "LongformerForQuestionAnswering",
+    "LongformerForSequenceClassification",
+    "LongformerForTokenClassification",
+    "LongformerModel",
+    "LongformerPreTrainedModel",
     "attention_maps",
     "attention_rollout",
     "ViTConfig",
@@ -49,4 +122,15 @@ __all__ = [
     "ViTImageProcessorPil",
     "ViTModel",
     "ViTPreTrainedModel",
+    "SwinBackbone",
+    "SwinConfig",
+    "SwinForImageClassification",
+    "SwinForMaskedImageModeling",
+    "SwinModel",
+    "SwinPreTrainedModel",
+    "VAEConfig",
+    "VAEImageProcessor",
+    "VAEImageProcessorPil",
+    "VAEModel",
+    "VAEPreTrainedModel",
 ]

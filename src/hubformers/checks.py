@@ -85,3 +85,12 @@ def check_classification_labels(labels: torch.Tensor, logits: torch.Tensor, conf
         raise ValueError(
             f"regression needs `labels` with {batch_size} x {num_labels} values, got shape {tuple(labels.shape)}."
         )
+
+
+def check_image_size(pixel_values: torch.Tensor, image_size: tuple[int, int]) -> None:
+    """Images of the (height, width) the position embeddings were learned for."""
+    if tuple(pixel_values.shape[-2:]) != tuple(image_size):
+        raise ValueError(
+            f"Input image size {tuple(pixel_values.shape[-2:])} (height, width) doesn't match the model's "
+            f"{tuple(image_size)}; pass `interpolate_pos_encoding=True` to run at another resolution."
+        )

@@ -8,7 +8,8 @@ head reads the class token (Eq. 4). `ViTForMaskedImageModeling` adds the SimMIM 
 Attention goes through transformers' interface (`attn_implementation` = eager, sdpa, flex_attention);
 a call that asks for `output_attentions` runs the eager path for that call only, so attention maps
 come back whatever the model was loaded with. Module names are transformers' own, so checkpoints written
-by transformers' ViT (google/vit-* on the Hub) load as they are and ours load in transformers.
+by transformers' ViT (google/vit-* on the Hub) load as they are and ours load in transformers. CLIP's vision
+tower (modeling_clip.py) reuses the attention (`multi_head_attention`), the MLP and `interpolate_positions`.
 """
 
 import torch
@@ -28,7 +29,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .checks import check_classification_labels, check_pixel_values
+from .checks import check_classification_labels, check_image_size, check_pixel_values
 from .configuration_vit import ViTConfig, to_pair
 
 
@@ -48,6 +49,20 @@ class ViTPatchEmbeddings(nn.Module):
         return self.projection(pixel_values)  # (batch, hidden, grid_h, grid_w)
 
 
+def interpolate_positions(
+    positions: torch.Tensor, grid_size: tuple[int, int], grid_h: int, grid_w: int
+) -> torch.Tensor:
+    """Resize the patch part of (1, 1 + H*W, dim) positions (class position first, then the H x W grid row-major)
+    bicubically to (grid_h, grid_w), taken from tensor shapes so that `torch.export` keeps height and width
+    dynamic. The class position is kept as it is."""
+    cls_pos, patch_pos = positions[:, :1], positions[:, 1:]
+    dim = patch_pos.shape[-1]
+    # (1, H*W, dim) -> (1, dim, H, W): interpolate works on channels-first images
+    patch_pos = patch_pos.reshape(1, *grid_size, dim).permute(0, 3, 1, 2)
+    patch_pos = F.interpolate(patch_pos, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+    return torch.cat([cls_pos, patch_pos.flatten(2).transpose(1, 2)], dim=1)
+
+
 class ViTEmbeddings(nn.Module):
     """Class token + patch tokens + learned positions; optionally a mask token swapped in for masked patches."""
 
@@ -61,16 +76,6 @@ class ViTEmbeddings(nn.Module):
         num_positions = self.grid_size[0] * self.grid_size[1] + 1
         self.position_embeddings = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def interpolate_pos_encoding(self, grid_h: int, grid_w: int) -> torch.Tensor:
-        """Resize the patch position grid bicubically to (grid_h, grid_w), taken from tensor shapes so that
-        `torch.export` keeps height and width dynamic. The class position is kept as it is."""
-        cls_pos, patch_pos = self.position_embeddings[:, :1], self.position_embeddings[:, 1:]
-        dim = patch_pos.shape[-1]
-        # (1, H*W, dim) -> (1, dim, H, W): interpolate works on channels-first images
-        patch_pos = patch_pos.reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
-        patch_pos = F.interpolate(patch_pos, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
-        return torch.cat([cls_pos, patch_pos.flatten(2).transpose(1, 2)], dim=1)
 
     def forward(
         self,
@@ -93,13 +98,9 @@ class ViTEmbeddings(nn.Module):
 
         tokens = torch.cat([self.cls_token.expand(batch_size, -1, -1), tokens], dim=1)
         if interpolate_pos_encoding:
-            positions = self.interpolate_pos_encoding(grid_h, grid_w)
-        elif tuple(pixel_values.shape[-2:]) != self.image_size:
-            raise ValueError(
-                f"Input image size {tuple(pixel_values.shape[-2:])} (height, width) doesn't match the model's "
-                f"{self.image_size}; pass `interpolate_pos_encoding=True` to run at another resolution."
-            )
+            positions = interpolate_positions(self.position_embeddings, self.grid_size, grid_h, grid_w)
         else:
+            check_image_size(pixel_values, self.image_size)
             positions = self.position_embeddings
         return self.dropout(tokens + positions)
 
@@ -132,6 +133,35 @@ def select_attention(module: nn.Module, kwargs: dict):
     return ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
 
 
+def multi_head_attention(
+    module: nn.Module,
+    output_projection: nn.Linear,
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Self-attention of an attention module holding `q_proj`, `k_proj`, `v_proj`, `head_dim`, `scaling`,
+    `dropout` and `config`, then `output_projection`; the output and the weights (None from fused kernels).
+    One function for the modules of ViT and CLIP, whose output projections have different checkpoint names."""
+    batch_size, num_tokens, _ = hidden_states.shape
+    # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
+    query, key, value = (
+        proj(hidden_states).view(batch_size, num_tokens, -1, module.head_dim).transpose(1, 2)
+        for proj in (module.q_proj, module.k_proj, module.v_proj)
+    )
+    output, weights = select_attention(module, kwargs)(
+        module,
+        query,
+        key,
+        value,
+        attention_mask,
+        scaling=module.scaling,
+        dropout=module.dropout if module.training else 0.0,
+        **kwargs,
+    )
+    return output_projection(output.reshape(batch_size, num_tokens, -1)), weights
+
+
 class ViTAttention(nn.Module):
     """Multi-head self-attention. Query, key and value keep separate projections: on the CPU one fused
     (3 * hidden) matmul measured no faster, and separate ones keep transformers' checkpoint layout."""
@@ -151,23 +181,7 @@ class ViTAttention(nn.Module):
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch_size, num_tokens, _ = hidden_states.shape
-        # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
-        query, key, value = (
-            proj(hidden_states).view(batch_size, num_tokens, -1, self.head_dim).transpose(1, 2)
-            for proj in (self.q_proj, self.k_proj, self.v_proj)
-        )
-        output, weights = select_attention(self, kwargs)(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.dropout if self.training else 0.0,
-            **kwargs,
-        )
-        return self.o_proj(output.reshape(batch_size, num_tokens, -1)), weights
+        return multi_head_attention(self, self.o_proj, hidden_states, attention_mask, **kwargs)
 
 
 class ViTMLP(nn.Module):

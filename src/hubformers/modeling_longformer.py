@@ -1,0 +1,760 @@
+"""Longformer: "Longformer: The Long-Document Transformer" (Beltagy et al., 2020), a RoBERTa encoder whose
+self-attention costs time and memory linear in the document length.
+
+Each token attends to a sliding window of W/2 neighbours on each side, spaced `attention_dilation` apart
+(Section 3.1, Fig. 2b-c), plus the tokens marked global; global tokens attend to the whole sequence through
+their own query/key/value projections (Section 3.1, "Linear Projections for Global Attention"). The heads
+follow Section 6 (classification: the first token global; question answering: the question tokens global).
+Paper: https://arxiv.org/abs/2004.05150.
+
+How the band is computed (no n x n tensor anywhere): the sequence is padded to a multiple of the window,
+viewed as `dilation` interleaved strands (a dilated window is a plain window within a strand), and each
+strand cut into query blocks of half a window; a block attends to the keys of itself and its two
+neighbours (an `unfold` view), with the global keys prepended, under an additive mask that keeps the band.
+That is one fused `scaled_dot_product_attention` over (blocks, heads) with 1.5 W keys per query. The global
+queries' scores against every key use (W_k^T q) . h instead of q . (W_k h + b): the same softmax (the bias
+term is constant along a row), without projecting every token a second time.
+
+Module and parameter names are transformers' own (`LongformerModel`), so folders written by transformers
+(allenai/longformer-base-4096 on the Hub) load as they are, and ours load in transformers.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .checks import check_classification_labels
+from .configuration_longformer import LongformerConfig
+
+# --- outputs ----------------------------------------------------------------------------------------------
+
+# `attentions`: per layer (batch, heads, tokens, G + W + 1): each token's probabilities on the G global tokens
+# (in position order), then on its window at relative offsets -W/2..W/2 (in steps of the dilation); a global
+# token's row is zero (its probabilities are in `global_attentions`), as is a padding token's.
+# `global_attentions`: per layer (batch, heads, tokens, G): the global tokens' probabilities on every token.
+
+
+@dataclass
+class LongformerModelOutput(ModelOutput):
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    global_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class LongformerHeadOutput(ModelOutput):
+    """Output of the masked-LM, sequence, token and multiple-choice heads."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    global_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class LongformerQuestionAnsweringOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    global_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+# --- masks ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AttentionMasks:
+    """What every layer needs to know about the tokens, computed once per forward.
+
+    is_masked / is_global: (batch, tokens) padding (attention_mask 0) / global tokens.
+    key_bias: (batch, tokens) 0 where a token is a key of the sliding window, the dtype's minimum where it is
+        padding or global (global keys are attended through their own column, never twice).
+    global_index: (batch, G) positions of the global tokens, G the most in any row; rows with fewer are
+        filled with other positions, whose `global_slot_bias` (batch, G) is the minimum instead of 0.
+    global_slot: (batch, tokens) the column of each global token in `global_index`; G for padding.
+    """
+
+    is_masked: torch.Tensor
+    is_global: torch.Tensor
+    key_bias: torch.Tensor
+    global_index: torch.Tensor
+    global_slot_bias: torch.Tensor
+    global_slot: torch.Tensor
+
+    @classmethod
+    def build(cls, attention_mask: torch.Tensor, global_attention_mask: torch.Tensor, dtype: torch.dtype):
+        is_masked = attention_mask == 0
+        is_global = (global_attention_mask != 0) & ~is_masked
+        lowest = torch.finfo(dtype).min
+        key_bias = torch.zeros(is_masked.shape, dtype=dtype, device=is_masked.device)
+        key_bias = key_bias.masked_fill(is_masked | is_global, lowest)
+        counts = is_global.sum(-1)
+        num_global = counts.max().item()  # a data-dependent size (never the length): unbacked under export
+        torch._check(num_global >= 0)
+        torch._check(num_global <= is_global.shape[1])
+        # a stable sort puts the global positions first, in position order
+        global_index = torch.argsort((~is_global).to(torch.uint8), dim=-1, stable=True)[:, :num_global]
+        slot_valid = torch.arange(num_global, device=counts.device) < counts[:, None]
+        global_slot_bias = torch.zeros(slot_valid.shape, dtype=dtype, device=counts.device)
+        global_slot_bias = global_slot_bias.masked_fill(~slot_valid, lowest)
+        # padding tokens read slot G, a row of zeros after the global outputs (the attention output of padding)
+        global_slot = (is_global.cumsum(-1) - 1).clamp(min=0).masked_fill(is_masked, num_global)
+        return cls(is_masked, is_global, key_bias, global_index, global_slot_bias, global_slot)
+
+
+def default_global_attention_mask(input_ids: torch.Tensor, sep_token_id: int, question: bool) -> torch.Tensor:
+    """The paper's global tokens for question answering (`question=True`: the tokens before the first
+    separator) and for multiple choice (`question=False`: the tokens after the first separator pair, as
+    transformers marks them). Every row needs a separator."""
+    is_sep = input_ids == sep_token_id
+    if not bool(is_sep.any(-1).all()):
+        raise ValueError(
+            f"A default global attention mask needs a separator token (sep_token_id={sep_token_id}) in every "
+            "sequence, to find where the question ends; pass `global_attention_mask` otherwise."
+        )
+    first_sep = is_sep.int().argmax(-1, keepdim=True)
+    positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
+    return positions < first_sep if question else positions > first_sep + 1
+
+
+def check_mask_shape(name: str, mask: torch.Tensor | None, shape: torch.Size) -> None:
+    if mask is not None and mask.shape != shape:
+        raise ValueError(f"`{name}` must have the input's shape {tuple(shape)}, got {tuple(mask.shape)}.")
+
+
+# --- embeddings -------------------------------------------------------------------------------------------
+
+
+class LongformerEmbeddings(nn.Module):
+    """Word + position + token type embeddings, LayerNorm, dropout. RoBERTa's positions count the
+    non-padding tokens from `pad_token_id + 1`; padding tokens sit at `pad_token_id`."""
+
+    def __init__(self, config: LongformerConfig):
+        super().__init__()
+        self.padding_idx = config.pad_token_id
+        self.max_input_length = config.max_input_length
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(
+            config.max_position_embeddings, config.hidden_size, padding_idx=config.pad_token_id
+        )
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def position_ids(self, input_ids: torch.Tensor | None, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        if input_ids is not None:
+            not_pad = input_ids.ne(self.padding_idx).long()
+            return torch.cumsum(not_pad, dim=1) * not_pad + self.padding_idx
+        positions = torch.arange(shape[1], device=device) + self.padding_idx + 1
+        return positions.expand(shape)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, inputs_embeds=None) -> torch.Tensor:
+        shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
+        if shape[1] > self.max_input_length:
+            raise ValueError(
+                f"Sequences may have at most {self.max_input_length} tokens (the position table has "
+                f"{self.max_input_length + self.padding_idx + 1} rows, RoBERTa-style), got {shape[1]}."
+            )
+        device = input_ids.device if input_ids is not None else inputs_embeds.device
+        if position_ids is None:
+            position_ids = self.position_ids(input_ids, shape, device)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        embeddings = inputs_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+# --- attention --------------------------------------------------------------------------------------------
+
+
+def block_size(window: int, dilation: int) -> int:
+    """Query block of a strand: the largest divisor of window / dilation (so that blocks tile the padded
+    strand) not above half the window, so that a block reads the keys of its two neighbouring blocks (the
+    band's W + 1 keys within 1.5 W). Smaller blocks waste fewer keys outside the band but copy more windows
+    of keys (each key is read by 2 W / block + 1 blocks), which costs more than it saves on CPUs."""
+    strand_window = window // dilation
+    return max(b for b in range(1, strand_window + 1) if strand_window % b == 0 and b <= max(1, window // 2))
+
+
+def windows_for(num_tokens: int, window: int) -> int:
+    """ceil(num_tokens / window), the windows the padded sequence holds. Under `torch.export` the count comes
+    from a tensor, as an unbacked size that carries its bounds as checks: the exporter cannot prove facts such
+    as `window * ceil(n / window) >= n` from a floor division, and would otherwise pin the length."""
+    num_windows = ((torch.tensor(num_tokens) + window - 1) // window).item()
+    torch._check(num_windows >= 1)
+    torch._check(num_windows * window >= num_tokens)
+    torch._check(num_windows * window < num_tokens + window)
+    return num_windows
+
+
+class LongformerSelfAttention(nn.Module):
+    """Sliding-window (optionally dilated) attention plus global attention, for one layer."""
+
+    def __init__(self, config: LongformerConfig, layer_id: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.window = config.attention_window[layer_id]
+        self.dilation = config.attention_dilation[layer_id]
+        self.one_sided = self.window // 2
+        self.block = block_size(self.window, self.dilation)
+        self.reach = math.ceil(self.one_sided / self.block)  # neighbour blocks on each side
+        self.dropout = config.attention_probs_dropout_prob
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.query_global = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key_global = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value_global = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def band(self, device: torch.device) -> torch.Tensor:
+        """(block, keys) bool: which keys of a block's window lie in the band. Query a of the block and key j
+        of its window are j - reach * block - a apart in the strand."""
+        keys = torch.arange((2 * self.reach + 1) * self.block, device=device) - self.reach * self.block
+        return (keys[None, :] - torch.arange(self.block, device=device)[:, None]).abs() <= self.one_sided
+
+    def forward(
+        self, hidden_states: torch.Tensor, masks: AttentionMasks, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        batch_size, num_tokens, hidden_size = hidden_states.shape
+        need_weights = kwargs.get("output_attentions", self.config.output_attentions)
+        scaling = self.head_dim**-0.5
+        # (batch, tokens, hidden) -> (batch, tokens, heads, head_dim)
+        query = (self.query(hidden_states) * scaling).view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        key = self.key(hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        value = self.value(hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
+
+        context, local_probs = self.windowed_attention(query, key, value, masks, need_weights)
+        global_context, global_probs = self.global_attention(hidden_states, masks)
+        # global tokens take the output of their own full attention, padding tokens zeros (a zero row appended)
+        global_context = F.pad(global_context, (0, 0, 0, 1))
+        global_context = global_context.gather(1, masks.global_slot[..., None].expand(-1, -1, hidden_size))
+        context = torch.where((masks.is_global | masks.is_masked)[..., None], global_context, context)
+        if not need_weights:
+            return context, None, None
+        # (batch, heads, G, tokens) -> (batch, heads, tokens, G); the filler slots of rows with fewer global
+        # tokens are zero
+        global_probs = global_probs * (masks.global_slot_bias == 0)[:, None, :, None]
+        return context, local_probs, global_probs.transpose(2, 3)
+
+    def windowed_attention(
+        self, query, key, value, masks: AttentionMasks, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every token on its window and on the global keys (projected like the others): (batch, tokens,
+        heads, head_dim) in, (batch, tokens, hidden) out (padding tokens' rows are for the caller to zero),
+        plus the probabilities in the layout of `attentions` if asked."""
+        batch_size, num_tokens, num_heads, head_dim = query.shape
+        dilation, block, reach = self.dilation, self.block, self.reach
+        # padded to whole windows; a window is window / dilation tokens of each strand, in whole blocks
+        num_windows = windows_for(num_tokens, self.window)
+        padded, padding = num_windows * self.window, num_windows * self.window - num_tokens
+        strand_length = num_windows * (self.window // dilation)
+        num_blocks = num_windows * (self.window // dilation // block)
+
+        def blocks(x):  # (batch, padded, heads, dim) -> (batch * dilation * blocks, heads, block, dim)
+            x = x.view(batch_size, num_blocks, block, dilation, num_heads, -1)
+            return x.permute(0, 3, 1, 4, 2, 5).reshape(batch_size * dilation * num_blocks, num_heads, block, -1)
+
+        window_keys = (2 * reach + 1) * block
+        lowest = torch.finfo(query.dtype).min
+
+        # keys are padded once, by reach blocks of every strand in front and behind (plus the padding to whole
+        # windows): a strand of the padded sequence is then the strand of the keys with its margins
+        margin = reach * block * dilation
+        margin_length = strand_length + 2 * reach * block
+
+        def key_windows(x):  # (batch, tokens, heads, dim) -> (batch, dilation, blocks, heads, keys, dim), a view
+            x = F.pad(x, (0, 0, 0, 0, margin, margin + padding))
+            x = x.view(batch_size, margin_length, dilation, num_heads, head_dim).permute(0, 2, 3, 1, 4)
+            return x.unfold(3, window_keys, block).transpose(-1, -2).transpose(2, 3)
+
+        def bias_windows(x):  # (batch, tokens) -> (batch, dilation, blocks, keys)
+            x = F.pad(x, (margin, margin + padding), value=lowest)
+            return x.view(batch_size, margin_length, dilation).transpose(1, 2).unfold(2, window_keys, block)
+
+        global_key, global_value = self.gather_global(key, value, masks.global_index)
+
+        # keys and values of each block: the global ones, then its window
+        # (batch, dilation, blocks, heads, dim, keys) -> (batch * dilation * blocks, heads, G + keys, dim)
+        windows_k, windows_v = key_windows(key), key_windows(value)
+        num_global = global_key.shape[1]
+        expand = (batch_size, dilation, num_blocks, num_heads, num_global, head_dim)
+        global_key = global_key.transpose(1, 2)[:, None, None].expand(expand)
+        global_value = global_value.transpose(1, 2)[:, None, None].expand(expand)
+        keys = torch.cat([global_key, windows_k], dim=-2).flatten(0, 2)
+        values = torch.cat([global_value, windows_v], dim=-2).flatten(0, 2)
+
+        # additive mask (batch * dilation * blocks, 1, block, G + keys): global slots, then the band
+        window_bias = bias_windows(masks.key_bias)
+        window_bias = torch.where(self.band(query.device), window_bias[..., None, :], lowest)
+        slot_bias = masks.global_slot_bias[:, None, None, None, :].expand(*window_bias.shape[:-1], num_global)
+        bias = torch.cat([slot_bias, window_bias], dim=-1).flatten(0, 2).unsqueeze(1)
+
+        query = blocks(F.pad(query, (0, 0, 0, 0, 0, padding)))
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:
+            probs = torch.softmax(query @ keys.transpose(-1, -2) + bias, dim=-1, dtype=torch.float32).to(query.dtype)
+            context = F.dropout(probs, dropout, self.training) @ values
+        else:
+            context = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias, dropout_p=dropout, scale=1.0)
+
+        # (batch * dilation * blocks, heads, block, dim) -> (batch, tokens, hidden)
+        context = context.view(batch_size, dilation, num_blocks, num_heads, block, head_dim)
+        context = context.permute(0, 2, 4, 1, 3, 5).reshape(batch_size, padded, num_heads * head_dim)[:, :num_tokens]
+        if not need_weights:
+            return context, None
+        return context, self.band_probabilities(probs, masks, num_blocks, num_global)
+
+    @staticmethod
+    def gather_global(key, value, global_index):
+        """Keys and values of the global tokens: (batch, G, heads, dim) each."""
+        index = global_index[:, :, None, None].expand(-1, -1, *key.shape[2:])
+        return key.gather(1, index), value.gather(1, index)
+
+    def band_probabilities(self, probs, masks: AttentionMasks, num_blocks: int, num_global: int):
+        """(batch * dilation * blocks, heads, block, G + keys) -> (batch, heads, tokens, G + W + 1): the
+        window columns re-indexed by relative offset, as transformers lays them out."""
+        (batch_size, num_tokens), num_heads = masks.is_global.shape, probs.shape[1]
+        dilation, block = self.dilation, self.block
+        # key column of offset k for query a: reach * block + a + k
+        columns = (
+            self.reach * block
+            + torch.arange(block, device=probs.device)[:, None]
+            + torch.arange(-self.one_sided, self.one_sided + 1, device=probs.device)
+        )
+        local = probs[..., num_global:].gather(-1, columns.expand(*probs.shape[:2], -1, -1))
+        probs = torch.cat([probs[..., :num_global], local], dim=-1)
+        probs = probs.view(batch_size, dilation, num_blocks, num_heads, block, -1)
+        probs = probs.permute(0, 3, 2, 4, 1, 5).reshape(batch_size, num_heads, num_blocks * block * dilation, -1)
+        probs = probs[:, :, :num_tokens]
+        return probs.masked_fill((masks.is_masked | masks.is_global)[:, None, :, None], 0.0)
+
+    def global_attention(self, hidden_states, masks: AttentionMasks) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global tokens on every token, through the global projections: context (batch, G, hidden) and
+        probabilities (batch, heads, G, tokens). Scores are (W_k^T q) . h (the key bias adds the same to a
+        whole row), and the context W_v (sum_j p_j h_j) + b_v sum_j p_j."""
+        batch_size, num_tokens, hidden_size = hidden_states.shape
+        index = masks.global_index[..., None].expand(-1, -1, hidden_size)
+        global_states = hidden_states.gather(1, index)  # (batch, G, hidden)
+        num_global = global_states.shape[1]
+        query = (self.query_global(global_states) * self.head_dim**-0.5).view(
+            batch_size, num_global, self.num_heads, self.head_dim
+        )
+        key_weight = self.key_global.weight.view(self.num_heads, self.head_dim, hidden_size)
+        value_weight = self.value_global.weight.view(self.num_heads, self.head_dim, hidden_size)
+        query_in_hidden = torch.einsum("bghd,hde->bhge", query, key_weight)  # (batch, heads, G, hidden)
+        scores = query_in_hidden.flatten(1, 2) @ hidden_states.transpose(1, 2)  # (batch, heads * G, tokens)
+        scores = scores.view(batch_size, self.num_heads, num_global, num_tokens) + masks.key_bias.masked_fill(
+            masks.is_global, 0.0
+        )[:, None, None, :]
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(hidden_states.dtype)
+        dropped = F.dropout(probs, self.dropout if self.training else 0.0, self.training)
+        mixed = (dropped.flatten(1, 2) @ hidden_states).view(batch_size, self.num_heads, num_global, hidden_size)
+        context = torch.einsum("bhge,hde->bghd", mixed, value_weight)
+        context = context + dropped.sum(-1).transpose(1, 2)[..., None] * self.value_global.bias.view(
+            self.num_heads, self.head_dim
+        )
+        return context.reshape(batch_size, num_global, hidden_size), probs
+
+
+class LongformerResidualOutput(nn.Module):
+    """Dense, dropout, then LayerNorm of the residual sum (post-norm, as in BERT/RoBERTa)."""
+
+    def __init__(self, config: LongformerConfig, in_features: int):
+        super().__init__()
+        self.dense = nn.Linear(in_features, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class LongformerAttention(nn.Module):
+    def __init__(self, config: LongformerConfig, layer_id: int):
+        super().__init__()
+        self.self = LongformerSelfAttention(config, layer_id)
+        self.output = LongformerResidualOutput(config, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, masks: AttentionMasks, **kwargs) -> torch.Tensor:
+        attended, _, _ = self.self(hidden_states, masks, **kwargs)
+        return self.output(attended, hidden_states)
+
+
+class LongformerIntermediate(nn.Module):
+    def __init__(self, config: LongformerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class LongformerLayer(GradientCheckpointingLayer):
+    """Attention then MLP, each followed by a residual LayerNorm."""
+
+    def __init__(self, config: LongformerConfig, layer_id: int):
+        super().__init__()
+        self.attention = LongformerAttention(config, layer_id)
+        self.intermediate = LongformerIntermediate(config)
+        self.output = LongformerResidualOutput(config, config.intermediate_size)
+
+    def forward(self, hidden_states: torch.Tensor, masks: AttentionMasks, **kwargs) -> torch.Tensor:
+        attended = self.attention(hidden_states, masks, **kwargs)
+        return self.output(self.intermediate(attended), attended)
+
+
+class LongformerEncoder(nn.Module):
+    def __init__(self, config: LongformerConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([LongformerLayer(config, i) for i in range(config.num_hidden_layers)])
+
+    def forward(self, hidden_states: torch.Tensor, masks: AttentionMasks, **kwargs) -> torch.Tensor:
+        for layer in self.layer:
+            hidden_states = layer(hidden_states, masks, **kwargs)
+        return hidden_states
+
+
+class LongformerPooler(nn.Module):
+    """Dense + tanh on the first token."""
+
+    def __init__(self, config: LongformerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+# --- models -----------------------------------------------------------------------------------------------
+
+
+class LongformerPreTrainedModel(PreTrainedModel):
+    config_class = LongformerConfig
+    base_model_prefix = "longformer"
+    main_input_name = "input_ids"
+    input_modalities = ("text",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LongformerLayer"]
+    _can_record_outputs = {
+        "hidden_states": LongformerLayer,
+        "attentions": OutputRecorder(LongformerSelfAttention, index=1),
+        "global_attentions": OutputRecorder(LongformerSelfAttention, index=2),
+    }
+
+    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
+        """Saves under the module names: transformers' default reverts to its pre-5.0 key layout, from which
+        `Trainer` cannot resume (it restores checkpoints with a plain `load_state_dict`). Both layouts load."""
+        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, LongformerLMHead):
+            init.zeros_(module.bias)
+
+
+class LongformerModel(LongformerPreTrainedModel):
+    """Embeddings, `num_hidden_layers` Longformer layers and an optional pooler. `global_attention_mask`
+    (1 = global) marks the tokens that attend to, and are attended by, every token; none by default."""
+
+    def __init__(self, config: LongformerConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = LongformerEmbeddings(config)
+        self.encoder = LongformerEncoder(config)
+        self.pooler = LongformerPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> LongformerModelOutput:
+        # global probabilities are recorded whenever the local ones are
+        kwargs["output_global_attentions"] = kwargs.get("output_attentions", self.config.output_attentions)
+        return self.encode(
+            input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs
+        )
+
+    @capture_outputs
+    def encode(
+        self, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs
+    ) -> LongformerModelOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
+        if len(shape) != 2:
+            raise ValueError(f"`input_ids` must have shape (batch, tokens), got {tuple(shape)}.")
+        for name, mask in [
+            ("attention_mask", attention_mask),
+            ("global_attention_mask", global_attention_mask),
+            ("token_type_ids", token_type_ids),
+            ("position_ids", position_ids),
+        ]:
+            check_mask_shape(name, mask, shape)
+        hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        if attention_mask is None:
+            attention_mask = torch.ones(shape, dtype=torch.long, device=hidden_states.device)
+        if global_attention_mask is None:
+            global_attention_mask = torch.zeros(shape, dtype=torch.long, device=hidden_states.device)
+        masks = AttentionMasks.build(attention_mask, global_attention_mask, hidden_states.dtype)
+        hidden_states = self.encoder(hidden_states, masks, **kwargs)
+        pooled = self.pooler(hidden_states) if self.pooler is not None else None
+        return LongformerModelOutput(last_hidden_state=hidden_states, pooler_output=pooled)
+
+
+class LongformerLMHead(nn.Module):
+    """Dense, GELU, LayerNorm, then the (tied) decoder onto the vocabulary."""
+
+    def __init__(self, config: LongformerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(F.gelu(self.dense(features))))
+
+
+class LongformerClassificationHead(nn.Module):
+    """Dense + tanh + linear on the first token (RoBERTa's sentence head)."""
+
+    def __init__(self, config: LongformerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.dense(self.dropout(hidden_states[:, 0])))
+        return self.out_proj(self.dropout(hidden))
+
+
+def head_output(outputs: LongformerModelOutput, **fields) -> LongformerHeadOutput:
+    return LongformerHeadOutput(
+        **fields,
+        hidden_states=outputs.hidden_states,
+        attentions=outputs.attentions,
+        global_attentions=outputs.global_attentions,
+    )
+
+
+def check_token_labels(labels: torch.Tensor, input_shape: torch.Size) -> None:
+    if labels.shape != input_shape or labels.is_floating_point():
+        raise ValueError(
+            f"`labels` must be integer ids of the input's shape {tuple(input_shape)}, "
+            f"got {labels.dtype} of shape {tuple(labels.shape)}."
+        )
+
+
+class LongformerForMaskedLM(LongformerPreTrainedModel):
+    """Masked language modelling: the loss is the cross-entropy on the tokens whose label is not -100."""
+
+    _tied_weights_keys = {
+        "lm_head.decoder.weight": "longformer.embeddings.word_embeddings.weight",
+        "lm_head.decoder.bias": "lm_head.bias",
+    }
+
+    def __init__(self, config: LongformerConfig):
+        super().__init__(config)
+        self.longformer = LongformerModel(config, add_pooling_layer=False)
+        self.lm_head = LongformerLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, labels=None, **kwargs):
+        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, **kwargs)
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            check_token_labels(labels, logits.shape[:-1])
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        return head_output(outputs, loss=loss, logits=logits)
+
+
+class LongformerForSequenceClassification(LongformerPreTrainedModel):
+    """RoBERTa's head on the first token, which is global by default (paper Section 6). The loss follows
+    `config.problem_type` (single-label, multi-label or regression), as in transformers."""
+
+    def __init__(self, config: LongformerConfig):
+        super().__init__(config)
+        self.longformer = LongformerModel(config, add_pooling_layer=False)
+        self.classifier = LongformerClassificationHead(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self, input_ids=None, attention_mask=None, global_attention_mask=None, labels=None, inputs_embeds=None, **kwargs
+    ):
+        if global_attention_mask is None:
+            shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
+            device = input_ids.device if input_ids is not None else inputs_embeds.device
+            global_attention_mask = torch.zeros(shape, dtype=torch.long, device=device)
+            global_attention_mask[:, 0] = 1
+        outputs = self.longformer(
+            input_ids, attention_mask, global_attention_mask, inputs_embeds=inputs_embeds, **kwargs
+        )
+        logits = self.classifier(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            check_classification_labels(labels, logits, self.config)
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+        return head_output(outputs, loss=loss, logits=logits)
+
+
+class LongformerForTokenClassification(LongformerPreTrainedModel):
+    """A linear layer on every token; cross-entropy on the tokens whose label is not -100."""
+
+    def __init__(self, config: LongformerConfig):
+        super().__init__(config)
+        self.longformer = LongformerModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, labels=None, **kwargs):
+        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, **kwargs)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            check_token_labels(labels, logits.shape[:-1])
+            loss = self.loss_function(logits, labels, self.config, **kwargs)
+        return head_output(outputs, loss=loss, logits=logits)
+
+
+class LongformerForQuestionAnswering(LongformerPreTrainedModel):
+    """Span start/end logits per token; the question (the tokens before the first separator) is global by
+    default (paper Section 6). The loss averages the start and end cross-entropies."""
+
+    def __init__(self, config: LongformerConfig):
+        super().__init__(config)
+        self.longformer = LongformerModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        global_attention_mask=None,
+        start_positions=None,
+        end_positions=None,
+        **kwargs,
+    ):
+        if global_attention_mask is None and input_ids is not None:
+            global_attention_mask = default_global_attention_mask(input_ids, self.config.sep_token_id, question=True)
+        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, **kwargs)
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
+        start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = self.loss_function(start_logits, end_logits, start_positions, end_positions, **kwargs)
+        return LongformerQuestionAnsweringOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            global_attentions=outputs.global_attentions,
+        )
+
+
+class LongformerForMultipleChoice(LongformerPreTrainedModel):
+    """Each (batch, choice) sequence through the encoder and pooler, one score per choice; by default the
+    tokens after the first separator pair (the candidate) are global, as in transformers."""
+
+    def __init__(self, config: LongformerConfig):
+        super().__init__(config)
+        self.longformer = LongformerModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        global_attention_mask=None,
+        labels=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        **kwargs,
+    ):
+        inputs = input_ids if input_ids is not None else inputs_embeds
+        if inputs is None or inputs.ndim != 3 + (input_ids is None):
+            shape = None if inputs is None else tuple(inputs.shape)
+            raise ValueError(f"`input_ids` must have shape (batch, choices, tokens), got {shape}.")
+        num_choices = inputs.shape[1]
+        if global_attention_mask is None and input_ids is not None:
+            global_attention_mask = default_global_attention_mask(input_ids, self.config.sep_token_id, question=False)
+
+        def flat(x):  # (batch, choices, tokens, ...) -> (batch * choices, tokens, ...)
+            return x.flatten(0, 1) if x is not None else None
+
+        outputs = self.longformer(
+            flat(input_ids),
+            flat(attention_mask),
+            flat(global_attention_mask),
+            token_type_ids=flat(token_type_ids),
+            position_ids=flat(position_ids),
+            inputs_embeds=flat(inputs_embeds),
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape[:1]:
+                raise ValueError(f"`labels` must have shape ({logits.shape[0]},), got {tuple(labels.shape)}.")
+            loss = F.cross_entropy(logits, labels)
+        return head_output(outputs, loss=loss, logits=logits)
+
+
+__all__ = [
+    "LongformerForMaskedLM",
+    "LongformerForMultipleChoice",
+    "LongformerForQuestionAnswering",
+    "LongformerForSequenceClassification",
+    "LongformerForTokenClassification",
+    "LongformerModel",
+    "LongformerPreTrainedModel",
+]

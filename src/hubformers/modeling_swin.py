@@ -1,0 +1,683 @@
+"""Swin Transformer: "Hierarchical Vision Transformer using Shifted Windows" (Liu et al., 2021).
+
+Patches of 4x4 pixels are embedded (Section 3.1); each stage runs pairs of blocks whose self-attention stays
+inside non-overlapping M x M windows, the second block of a pair on windows shifted by M // 2, computed as a
+cyclic shift of the map plus a mask that keeps the wrapped-around regions apart (Section 3.2, Fig. 2 and 4);
+every attention adds a learned bias per relative offset inside the window (Eq. 4). Between stages, patch
+merging concatenates 2x2 neighbours and halves the width back to twice the input (Section 3.1), giving the
+hierarchical feature maps that `SwinBackbone` hands to detection and segmentation heads.
+`SwinForMaskedImageModeling` is SimMIM (Xie et al., 2021, https://arxiv.org/abs/2111.09886).
+Paper: https://arxiv.org/abs/2103.14030.
+
+Every forward call takes any input size: the image is padded to whole patches, each map to whole windows
+(the shift mask is built for the padded map) and a window wider than the map shrinks to the map, as in
+transformers' Swin. The relative-position bias of a block and the shift mask are built once per map size and
+cached (rebuilt whenever the bias table changes), and attention goes through transformers' interface with the
+bias and mask as one additive mask; a call that asks for `output_attentions` runs the eager path, which
+returns the probabilities. Module names are transformers' own, so checkpoints written by transformers' Swin
+(microsoft/swin-* on the Hub) load as they are; a checkpoint with another window size loads with its bias
+tables resized bicubically.
+"""
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BackboneOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.swin.modeling_swin import (
+    SwinImageClassifierOutput,
+    SwinMaskedImageModelingOutput,
+    SwinModelOutput,
+)
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .checks import check_classification_labels, check_pixel_values
+from .configuration_swin import SwinConfig
+from .configuration_vit import to_pair
+from .modeling_vit import eager_attention_forward
+
+
+def is_static(*sizes) -> bool:
+    """Whether sizes are plain ints outside a compiler trace: safe to branch on and to use as a cache key."""
+    return not torch.compiler.is_compiling() and all(type(size) is int for size in sizes)
+
+
+def cache_when_static(build):
+    """`build(*ints, device)` memoised for plain-int arguments; called afresh under export/compile tracing."""
+    cached = functools.lru_cache(maxsize=64)(build)
+
+    @functools.wraps(build)
+    def wrapper(*args):
+        return cached(*args) if is_static(*args[:-1]) else build(*args)
+
+    return wrapper
+
+
+@cache_when_static
+def relative_position_index(window: int, table_window: int, device: torch.device) -> torch.Tensor:
+    """(window^2, window^2) rows of a (2 * table_window - 1)^2 bias table: the offset (dh, dw) from token j to
+    token i of a window -> row (dh + table_window - 1) * (2 * table_window - 1) + dw + table_window - 1.
+    A window smaller than the table's uses the table's central rows, the offsets it can hold."""
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(window, device=device), torch.arange(window, device=device), indexing="ij")
+    ).flatten(1)
+    offsets = coords[:, :, None] - coords[:, None, :] + table_window - 1  # (2, N, N), each in [0, 2 * table_window - 2]
+    return offsets[0] * (2 * table_window - 1) + offsets[1]
+
+
+@cache_when_static
+def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """(num_windows, N, N) additive mask for attention on a (height, width) map cyclically shifted by `shift`:
+    0 between tokens of the same region of the unshifted map, -100 across regions (Section 3.2, Fig. 4). Along
+    each axis the regions are [0, size - window), [size - window, size - shift) and [size - shift, size)."""
+    rows, cols = torch.arange(height, device=device), torch.arange(width, device=device)
+    row_region = (rows >= height - window).long() + (rows >= height - shift).long()
+    col_region = (cols >= width - window).long() + (cols >= width - shift).long()
+    region = (row_region[:, None] * 3 + col_region[None, :])[None, :, :, None]  # (1, height, width, 1)
+    region = window_partition(region, window).squeeze(-1)  # (num_windows, N)
+    return torch.where(region[:, None, :] == region[:, :, None], 0.0, -100.0)
+
+
+def window_partition(feature_map: torch.Tensor, window: int) -> torch.Tensor:
+    """(batch, height, width, C) -> (batch * num_windows, window * window, C), windows in row-major order."""
+    batch, height, width, channels = feature_map.shape
+    windows = feature_map.view(batch, height // window, window, width // window, window, channels)
+    return windows.transpose(2, 3).reshape(-1, window * window, channels)
+
+
+@cache_when_static
+def window_order(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """Cyclic shift plus window partition of a (height, width) map as one permutation of its raster indices:
+    entry i is the token that lands at position i of the windows (one gather instead of roll, then copy)."""
+    rows = (torch.arange(height, device=device) + shift) % height  # the map rolled up and left by `shift`
+    cols = (torch.arange(width, device=device) + shift) % width
+    raster = (rows[:, None] * width + cols[None, :])[None, :, :, None]  # (1, height, width, 1)
+    return window_partition(raster, window).flatten()
+
+
+@cache_when_static
+def raster_order(height: int, width: int, window: int, shift: int, crop_h: int, crop_w: int, device) -> torch.Tensor:
+    """The inverse of `window_order`, restricted to the top-left (crop_h, crop_w) of the map: entry j is the
+    window position of raster token j, so one gather un-shifts, merges the windows and drops the padding."""
+    order = window_order(height, width, window, shift, device)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=device)
+    return inverse.view(height, width)[:crop_h, :crop_w].flatten()
+
+
+def resize_bias_table(table: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """A ((2M - 1)^2, heads) relative-position-bias table resized bicubically to `num_rows` = (2M' - 1)^2
+    rows, for a checkpoint loaded at window size M' (as timm and Swin V2 resize them)."""
+    if table.shape[0] == num_rows:
+        return table
+    side, new_side = round(table.shape[0] ** 0.5), round(num_rows**0.5)
+    if side**2 != table.shape[0] or new_side**2 != num_rows:
+        raise ValueError(
+            f"A relative position bias table needs a square number of rows, got {table.shape[0]} -> {num_rows}."
+        )
+    # (side^2, heads) -> (1, heads, side, side): interpolate works on channels-first images
+    grid = table.T.reshape(1, -1, side, side).float()
+    grid = F.interpolate(grid, size=(new_side, new_side), mode="bicubic", align_corners=False)
+    return grid.reshape(-1, num_rows).T.contiguous().to(table.dtype)
+
+
+class ResizeRelativePositionBias(ConversionOps):
+    """Checkpoint loading: resizes a bias table to the window size of the model it loads into."""
+
+    def convert(self, input_dict, source_patterns, target_patterns, model=None, full_layer_name=None, **kwargs):
+        (table,) = next(iter(input_dict.values()))
+        num_rows = model.get_parameter(full_layer_name).shape[0] if model is not None else table.shape[0]
+        return {target_patterns[0]: resize_bias_table(table, num_rows)}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return self
+
+
+class SwinDropPath(nn.Module):
+    """Stochastic depth: drops the residual branch of whole samples during training (Huang et al., 2016)."""
+
+    def __init__(self, drop_prob: float):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return hidden_states
+        keep_prob = 1.0 - self.drop_prob
+        keep = torch.rand((hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1), device=hidden_states.device)
+        return hidden_states / keep_prob * torch.floor(keep + keep_prob).to(hidden_states.dtype)
+
+
+class SwinPatchEmbeddings(nn.Module):
+    """Non-overlapping patches -> tokens; an image that is not a whole number of patches is zero-padded
+    at the bottom and right."""
+
+    def __init__(self, config: SwinConfig):
+        super().__init__()
+        self.num_channels = config.num_channels
+        self.patch_size = to_pair(config.patch_size)
+        self.projection = nn.Conv2d(
+            config.num_channels, config.embed_dim, kernel_size=self.patch_size, stride=self.patch_size
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        check_pixel_values(pixel_values, self.num_channels)
+        (height, width), (patch_h, patch_w) = pixel_values.shape[-2:], self.patch_size
+        if height < patch_h or width < patch_w:
+            raise ValueError(
+                f"An image must span at least one patch ({patch_h}x{patch_w} pixels), got {height}x{width}."
+            )
+        if height % patch_h or width % patch_w or not is_static(height, width):
+            pixel_values = F.pad(pixel_values, (0, -width % patch_w, 0, -height % patch_h))
+        return self.projection(pixel_values.to(self.projection.weight.dtype))  # (batch, C, grid_h, grid_w)
+
+
+class SwinEmbeddings(nn.Module):
+    """Patch tokens, LayerNorm, optional absolute positions; optionally a mask token for masked patches."""
+
+    def __init__(self, config: SwinConfig, use_mask_token: bool = False):
+        super().__init__()
+        self.grid_size = config.grid_size
+        self.patch_embeddings = SwinPatchEmbeddings(config)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim)) if use_mask_token else None
+        num_patches = self.grid_size[0] * self.grid_size[1]
+        self.position_embeddings = (
+            nn.Parameter(torch.zeros(1, num_patches, config.embed_dim)) if config.use_absolute_embeddings else None
+        )
+        self.norm = nn.LayerNorm(config.embed_dim)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def positions(self, grid_h: int, grid_w: int, interpolate_pos_encoding: bool) -> torch.Tensor:
+        """The absolute position embeddings, resized bicubically to (grid_h, grid_w) when asked."""
+        if interpolate_pos_encoding:
+            dim = self.position_embeddings.shape[-1]
+            # (1, H*W, dim) -> (1, dim, H, W): interpolate works on channels-first images
+            grid = self.position_embeddings.reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
+            grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+            return grid.flatten(2).transpose(1, 2)
+        if (grid_h, grid_w) != self.grid_size:
+            raise ValueError(
+                f"Absolute position embeddings are for a {self.grid_size} patch grid, got {(grid_h, grid_w)}; "
+                "pass `interpolate_pos_encoding=True` to run at another resolution."
+            )
+        return self.position_embeddings
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        patches = self.patch_embeddings(pixel_values)
+        grid_h, grid_w = patches.shape[-2:]
+        tokens = self.norm(patches.flatten(2).transpose(1, 2))  # (batch, grid_h * grid_w, C)
+
+        if bool_masked_pos is not None:
+            if bool_masked_pos.shape != tokens.shape[:2]:
+                raise ValueError(
+                    f"`bool_masked_pos` must have shape (batch, num_patches) = {tuple(tokens.shape[:2])}, "
+                    f"got {tuple(bool_masked_pos.shape)}."
+                )
+            mask = bool_masked_pos.unsqueeze(-1).type_as(tokens)
+            tokens = tokens * (1.0 - mask) + self.mask_token.expand_as(tokens) * mask
+
+        if self.position_embeddings is not None:
+            tokens = tokens + self.positions(grid_h, grid_w, interpolate_pos_encoding)
+        return self.dropout(tokens), (grid_h, grid_w)
+
+
+class SwinRelativePositionBias(nn.Module):
+    """The learned bias B of Eq. 4: one value per head for each of the (2M - 1)^2 offsets in an M x M window."""
+
+    def __init__(self, num_heads: int, window_size: int):
+        super().__init__()
+        self.window_size = window_size
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+
+    def forward(self, window: int) -> torch.Tensor:
+        """(1, heads, window^2, window^2) for a window of side `window` <= the table's."""
+        table = self.relative_position_bias_table
+        index = relative_position_index(window, self.window_size, table.device)
+        return table[index].permute(2, 0, 1).unsqueeze(0)
+
+
+class SwinAttention(nn.Module):
+    """Multi-head self-attention inside each window, with the relative position bias and (for shifted windows)
+    the region mask added to the scores. Query, key and value keep transformers' separate projections (its
+    checkpoint layout) and run as one matmul on their concatenated weights."""
+
+    def __init__(self, config: SwinConfig, dim: int, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.dropout = config.attention_probs_dropout_prob
+        self.q_proj = nn.Linear(dim, dim, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(dim, dim, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(dim, dim, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(dim, dim)
+        self.relative_position_bias = SwinRelativePositionBias(num_heads, config.window_size)
+        self._mask_cache: dict = {}
+
+    def additive_mask(self, height: int, width: int, window: int, shift: int, dtype: torch.dtype) -> torch.Tensor:
+        """Bias plus shift mask, (1 or num_windows, heads, N, N), for a padded (height, width) map. Cached per
+        map size while the bias table is unchanged and needs no gradient."""
+        table = self.relative_position_bias.relative_position_bias_table
+        cacheable = is_static(height, width, window, shift) and not (torch.is_grad_enabled() and table.requires_grad)
+        key = (
+            (height, width, window, shift, dtype, table.device, table.data_ptr(), table._version) if cacheable else None
+        )
+        if key in self._mask_cache:
+            return self._mask_cache[key]
+        mask = self.relative_position_bias(window).to(dtype)
+        if shift > 0:
+            mask = mask + shifted_window_mask(height, width, window, shift, table.device).to(dtype).unsqueeze(1)
+        if cacheable:
+            if any(k[-2:] != key[-2:] for k in self._mask_cache) or len(self._mask_cache) >= 16:
+                self._mask_cache.clear()
+            self._mask_cache[key] = mask
+        return mask
+
+    def forward(
+        self, windows: torch.Tensor, attention_mask: torch.Tensor, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        num_windows, num_tokens, dim = windows.shape
+        qkv_bias = None
+        if self.config.qkv_bias:
+            qkv_bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        qkv = F.linear(windows, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]), qkv_bias)
+        # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
+        query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        # eager for a call that asks for the maps (sdpa never forms them), else the configured backend
+        attention = eager_attention_forward
+        if not kwargs.get("output_attentions", self.config.output_attentions):
+            attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        output, weights = attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
+            **kwargs,
+        )
+        return self.o_proj(output.reshape(num_windows, num_tokens, dim)), weights
+
+
+class SwinMLP(nn.Module):
+    def __init__(self, config: SwinConfig, dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, int(config.mlp_ratio * dim))
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(int(config.mlp_ratio * dim), dim)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(hidden_states)))
+
+
+class SwinLayer(GradientCheckpointingLayer):
+    """One Swin block (Eq. 3): x + (S)W-MSA(LN(x)), then x + MLP(LN(x)); odd blocks shift the windows."""
+
+    def __init__(self, config: SwinConfig, dim: int, num_heads: int, drop_path: float, shifted: bool):
+        super().__init__()
+        self.window_size = config.window_size
+        self.shift_size = config.window_size // 2 if shifted else 0
+        self.layernorm_before = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.attention = SwinAttention(config, dim, num_heads)
+        self.layernorm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = SwinMLP(config, dim)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.drop_path = SwinDropPath(drop_path)
+
+    def window_and_shift(self, height: int, width: int, always_partition: bool) -> tuple[int, int]:
+        """A map no larger than a window is one window, unshifted (unless `always_partition`, as backbones do)."""
+        if always_partition or min(height, width) > self.window_size:
+            return self.window_size, self.shift_size
+        return min(height, width), 0
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        input_dimensions: tuple[int, int],
+        always_partition: bool = False,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        height, width = input_dimensions
+        batch, _, channels = hidden_states.shape
+        window, shift = self.window_and_shift(height, width, always_partition)
+
+        # (batch, H * W, C) -> padded (batch, H', W', C) -> shifted windows (batch * num_windows, window^2, C)
+        normed = self.layernorm_before(hidden_states)
+        pad_h, pad_w = -height % window, -width % window
+        if pad_h or pad_w or not is_static(height, width):
+            normed = F.pad(normed.view(batch, height, width, channels), (0, 0, 0, pad_w, 0, pad_h)).flatten(1, 2)
+        padded_h, padded_w = height + pad_h, width + pad_w
+        order = window_order(padded_h, padded_w, window, shift, normed.device)
+        windows = normed.index_select(1, order).view(-1, window * window, channels)
+
+        mask = self.attention.additive_mask(padded_h, padded_w, window, shift, windows.dtype)
+        if shift:  # one mask per window position: repeat it for every image of the batch
+            mask = mask.repeat(batch, 1, 1, 1)
+        attended, weights = self.attention(windows, mask, **kwargs)
+
+        # windows -> un-shifted (batch, H * W, C) without the padding, in one gather
+        order = raster_order(padded_h, padded_w, window, shift, height, width, normed.device)
+        attended = attended.view(batch, -1, channels).index_select(1, order)
+        hidden_states = hidden_states + self.drop_path(self.dropout(attended))
+        mlp_out = self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        return hidden_states + self.drop_path(mlp_out), weights
+
+
+class SwinPatchMerging(nn.Module):
+    """2x2 neighbouring tokens concatenated (4C), normalised and projected to 2C; odd maps are zero-padded."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim)
+
+    def forward(self, hidden_states: torch.Tensor, input_dimensions: tuple[int, int]) -> torch.Tensor:
+        height, width = input_dimensions
+        batch, _, channels = hidden_states.shape
+        feature_map = hidden_states.view(batch, height, width, channels)
+        if height % 2 or width % 2 or not is_static(height, width):
+            feature_map = F.pad(feature_map, (0, 0, 0, width % 2, 0, height % 2))
+        # (batch, 2h, 2w, C) -> (batch, h * w, 4C), neighbours ordered (0,0), (1,0), (0,1), (1,1)
+        merged = feature_map.view(batch, (height + 1) // 2, 2, (width + 1) // 2, 2, channels)
+        merged = merged.permute(0, 1, 3, 4, 2, 5).reshape(batch, -1, 4 * channels)
+        return self.reduction(self.norm(merged))
+
+
+class SwinStage(GradientCheckpointingLayer):
+    """Blocks at one resolution, then patch merging (all stages but the last)."""
+
+    def __init__(self, config: SwinConfig, index: int, drop_paths: list[float]):
+        super().__init__()
+        dim = config.embed_dim * 2**index
+        self.blocks = nn.ModuleList(
+            [
+                SwinLayer(config, dim, config.num_heads[index], drop_path, shifted=block % 2 == 1)
+                for block, drop_path in enumerate(drop_paths)
+            ]
+        )
+        self.downsample = SwinPatchMerging(dim) if index < len(config.depths) - 1 else None
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        input_dimensions: tuple[int, int],
+        always_partition: bool = False,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Returns the tokens for the next stage, this stage's map before merging, and the last block's attention."""
+        weights = None
+        for block in self.blocks:
+            hidden_states, weights = block(hidden_states, input_dimensions, always_partition, **kwargs)
+        before_merging = hidden_states
+        if self.downsample is not None:
+            hidden_states = self.downsample(hidden_states, input_dimensions)
+        return hidden_states, before_merging, weights
+
+
+def final_grid(config: SwinConfig, height: int, width: int) -> tuple[int, int]:
+    """The last stage's map size for an image of (height, width): padded to patches, then halved (rounding
+    up) by each patch merging."""
+    patch_h, patch_w = to_pair(config.patch_size)
+    grid_h, grid_w = -(-height // patch_h), -(-width // patch_w)
+    for _ in range(len(config.depths) - 1):
+        grid_h, grid_w = (grid_h + 1) // 2, (grid_w + 1) // 2
+    return grid_h, grid_w
+
+
+def to_feature_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(batch, height * width, C) -> (batch, C, height, width)."""
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
+
+
+class SwinPreTrainedModel(PreTrainedModel):
+    config_class = SwinConfig
+    base_model_prefix = "swin"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["SwinStage"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    _can_record_outputs = {
+        # one entry per stage, as transformers' Swin: the tokens entering stage 1, then each stage's output
+        "hidden_states": OutputRecorder(SwinStage, index=0, capture_initial_hidden_state=True),
+        "attentions": OutputRecorder(SwinStage, index=2),
+    }
+    # transformers' checkpoints before 5.0 stored the (derived) relative position index
+    _keys_to_ignore_on_load_unexpected = [r"relative_position_index"]
+
+    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
+        """Saves under the module names: transformers' default reverts to its pre-5.0 key layout, from which
+        `Trainer` cannot resume (it restores checkpoints with a plain `load_state_dict`). Both layouts load."""
+        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, SwinEmbeddings):
+            if module.mask_token is not None:
+                init.zeros_(module.mask_token)
+            if module.position_embeddings is not None:
+                init.trunc_normal_(module.position_embeddings, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, SwinRelativePositionBias):
+            init.trunc_normal_(module.relative_position_bias_table, mean=0.0, std=self.config.initializer_range)
+
+
+class SwinModel(SwinPreTrainedModel):
+    """The encoder: patch embedding, the stages, a final LayerNorm and an optional average pool."""
+
+    def __init__(self, config: SwinConfig, add_pooling_layer: bool = True, use_mask_token: bool = False):
+        super().__init__(config)
+        self.num_features = config.hidden_size
+        self.embeddings = SwinEmbeddings(config, use_mask_token=use_mask_token)
+        # stochastic depth rises linearly over all blocks
+        rates = [config.drop_path_rate * i / max(sum(config.depths) - 1, 1) for i in range(sum(config.depths))]
+        starts = [sum(config.depths[:index]) for index in range(len(config.depths))]
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList(
+            [
+                SwinStage(config, index, rates[start : start + depth])
+                for index, (start, depth) in enumerate(zip(starts, config.depths))
+            ]
+        )
+        self.layernorm = nn.LayerNorm(self.num_features, eps=config.layer_norm_eps)
+        self.pooler = nn.AdaptiveAvgPool1d(1) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        always_partition: bool = False,
+        maps_before_merging: bool = False,
+        **kwargs,
+    ) -> SwinModelOutput:
+        """`reshaped_hidden_states` (with `output_hidden_states`): the stem's and each stage's map as
+        (batch, C, height, width), after patch merging, or before it with `maps_before_merging` (backbones)."""
+        hidden_states, (height, width) = self.embeddings(pixel_values, bool_masked_pos, interpolate_pos_encoding)
+        maps = [to_feature_map(hidden_states, height, width)] if kwargs.get("output_hidden_states") else None
+        for stage in self.encoder.layers:
+            hidden_states, before_merging, _ = stage(hidden_states, (height, width), always_partition, **kwargs)
+            if maps is not None and maps_before_merging:
+                maps.append(to_feature_map(before_merging, height, width))
+            if stage.downsample is not None:
+                height, width = (height + 1) // 2, (width + 1) // 2
+            if maps is not None and not maps_before_merging:
+                maps.append(to_feature_map(hidden_states, height, width))
+
+        sequence_output = self.layernorm(hidden_states)
+        pooled_output = self.pooler(sequence_output.transpose(1, 2)).flatten(1) if self.pooler is not None else None
+        return SwinModelOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            reshaped_hidden_states=tuple(maps) if maps is not None else None,
+        )
+
+
+class SwinForImageClassification(SwinPreTrainedModel):
+    """A linear head on the average-pooled final tokens. The loss follows `config.problem_type` (single-label,
+    multi-label or regression, inferred from the labels when unset), as in transformers."""
+
+    def __init__(self, config: SwinConfig):
+        super().__init__(config)
+        self.swin = SwinModel(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs,
+    ) -> SwinImageClassifierOutput:
+        outputs = self.swin(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+        logits = self.classifier(outputs.pooler_output)
+        loss = None
+        if labels is not None:
+            check_classification_labels(labels, logits, self.config)
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+        return SwinImageClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            reshaped_hidden_states=outputs.reshaped_hidden_states,
+        )
+
+
+class SwinForMaskedImageModeling(SwinPreTrainedModel):
+    """SimMIM: masked patches are replaced by a learned token; a 1x1 conv + pixel shuffle on the last stage's
+    map predicts the pixels, and the loss is the L1 error on masked pixels only (SimMIM Section 3)."""
+
+    def __init__(self, config: SwinConfig):
+        super().__init__(config)
+        self.swin = SwinModel(config, add_pooling_layer=False, use_mask_token=True)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(config.hidden_size, config.encoder_stride**2 * config.num_channels, kernel_size=1),
+            nn.PixelShuffle(config.encoder_stride),
+        )
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs,
+    ) -> SwinMaskedImageModelingOutput:
+        patch_h, patch_w = to_pair(self.config.patch_size)
+        height, width = pixel_values.shape[-2:]
+        if bool_masked_pos is not None:
+            merges = 2 ** (len(self.config.depths) - 1)
+            if (patch_h * merges, patch_w * merges) != to_pair(self.config.encoder_stride):
+                raise ValueError(
+                    f"A masked-image-modeling loss needs `encoder_stride` == patch_size * 2**(stages - 1) = "
+                    f"{(patch_h * merges, patch_w * merges)} so the reconstruction matches the input, "
+                    f"got encoder_stride={self.config.encoder_stride}."
+                )
+            if height % (patch_h * merges) or width % (patch_w * merges):
+                raise ValueError(
+                    f"A masked-image-modeling loss needs image sides divisible by the total stride "
+                    f"{(patch_h * merges, patch_w * merges)}, got {height}x{width}."
+                )
+        outputs = self.swin(pixel_values, bool_masked_pos, interpolate_pos_encoding, **kwargs)
+        feature_map = to_feature_map(outputs.last_hidden_state, *final_grid(self.config, height, width))
+        reconstruction = self.decoder(feature_map)
+
+        loss = None
+        if bool_masked_pos is not None:
+            pixel_mask = (
+                bool_masked_pos.reshape(-1, 1, height // patch_h, width // patch_w)
+                .repeat_interleave(patch_h, 2)
+                .repeat_interleave(patch_w, 3)
+                .to(reconstruction.dtype)
+            )
+            l1 = F.l1_loss(pixel_values.to(reconstruction.dtype), reconstruction, reduction="none")
+            loss = (l1 * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / self.config.num_channels
+        return SwinMaskedImageModelingOutput(
+            loss=loss,
+            reconstruction=reconstruction,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            reshaped_hidden_states=outputs.reshaped_hidden_states,
+        )
+
+
+class SwinBackbone(BackboneMixin, SwinPreTrainedModel):
+    """Multi-scale feature maps for detection and segmentation heads (transformers' backbone API): the stem's
+    and each stage's map before patch merging, each with its own LayerNorm, for the stages in
+    `config.out_features`. Windows keep their size and shift at every resolution, as in transformers."""
+
+    def __init__(self, config: SwinConfig):
+        super().__init__(config)
+        self.num_features = [config.embed_dim] + [config.embed_dim * 2**i for i in range(len(config.depths))]
+        self.swin = SwinModel(config, add_pooling_layer=False)
+        self.hidden_states_norms = nn.ModuleDict(
+            {stage: nn.LayerNorm(channels) for stage, channels in zip(self.out_features, self.channels)}
+        )
+        self.post_init()
+
+    @can_return_tuple
+    @filter_output_hidden_states
+    def forward(self, pixel_values: torch.Tensor, **kwargs) -> BackboneOutput:
+        outputs = self.swin(pixel_values, always_partition=True, maps_before_merging=True, **kwargs)
+        feature_maps = tuple(
+            self.hidden_states_norms[stage](feature_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+            for stage, feature_map in zip(self.stage_names, outputs.reshaped_hidden_states)
+            if stage in self.out_features
+        )
+        return BackboneOutput(
+            feature_maps=feature_maps, hidden_states=outputs.reshaped_hidden_states, attentions=outputs.attentions
+        )
+
+
+# transformers' Swin checkpoints (microsoft/swin-* on the Hub) keep the pre-5.0 key layout; its "swin"
+# conversion renames them to the module names we share with it. Registered for our model type too, because
+# transformers skips conversions for custom classes otherwise; bias tables are resized to our window size.
+register_checkpoint_conversion_mapping(
+    SwinConfig.model_type,
+    get_checkpoint_conversion_mapping("swin")
+    + [
+        WeightConverter(
+            "relative_position_bias_table", "relative_position_bias_table", operations=[ResizeRelativePositionBias()]
+        )
+    ],
+    overwrite=True,
+)
+
+__all__ = [
+    "SwinBackbone",
+    "SwinForImageClassification",
+    "SwinForMaskedImageModeling",
+    "SwinModel",
+    "SwinPreTrainedModel",
+]

@@ -1,0 +1,695 @@
+"""VAE: the variational auto-encoder of "Auto-Encoding Variational Bayes" (Kingma & Welling, 2013).
+
+The encoder gives the diagonal Gaussian posterior q(z|x) (Section 2.4, Appendix C.2), z is drawn with the
+reparameterisation z = mean + std * eps (Section 2.4), and the decoder gives p(x|z), Bernoulli (Appendix C.1)
+or Gaussian. The loss is the negative ELBO, -E_q[log p(x|z)] + beta * KL(q(z|x) || N(0, I)), with the KL in
+closed form (Appendix B); `log_likelihood` is the importance-weighted bound of Burda et al. (2015,
+https://arxiv.org/abs/1509.00519, Eq. 8). Paper: https://arxiv.org/abs/1312.6114.
+
+Two encoder/decoder pairs: the paper's one-hidden-layer MLP, and the ResNet of latent diffusion's VAE
+(Rombach et al., 2022, https://arxiv.org/abs/2112.10752, Appendix G), with diffusers' `AutoencoderKL`
+module names so its checkpoints load as they are. Tiled encode/decode normalises every tile with the
+GroupNorm statistics of the whole image (`TiledGroupNorm`), so tiles show no tone seams.
+"""
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .checks import check_pixel_values
+from .configuration_vae import VAEConfig
+from .modeling_vit import eager_attention_forward
+
+LOGVAR_RANGE = (-30.0, 20.0)  # diffusers' clamp on the posterior log-variance
+
+
+@dataclass
+class VAEEncoderOutput(ModelOutput):
+    """latents: the posterior mean, or a draw from it (`sample_posterior=True`), scaled when `scaled=True`."""
+
+    latents: torch.Tensor | None = None
+    latent_mean: torch.Tensor | None = None
+    latent_logvar: torch.Tensor | None = None
+
+
+@dataclass
+class VAEOutput(ModelOutput):
+    """loss = reconstruction_loss + beta * kl_loss, each averaged over the batch (nats per image);
+    reconstruction is the decoder's mean image; latents the z the decoder saw."""
+
+    loss: torch.Tensor | None = None
+    reconstruction_loss: torch.Tensor | None = None
+    kl_loss: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
+    latent_mean: torch.Tensor | None = None
+    latent_logvar: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tiling: GroupNorm with the statistics of the whole image
+
+
+class StopTile(Exception):
+    """Raised once the norm whose statistics a pass gathers has seen the tile: the rest is not needed."""
+
+
+class TileStatistics:
+    """GroupNorm statistics of the whole image, gathered tile by tile, one norm per pass.
+
+    Tiles of a stage run one after another; `set_tile` tells which part of the tile is its own (the rest is halo
+    shared with neighbours). A norm whose statistics are `known` normalises with them, so every tile shares one
+    normalisation, as in the untiled model. The first norm met that is not known yet becomes the `target`: it adds
+    its per-group sums over the tile's own pixels and stops the tile. After the pass the target is known, and
+    the next pass goes one norm further, until a pass meets no unknown norm and its results are the output.
+    """
+
+    def __init__(self):
+        self.known: dict[nn.GroupNorm, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.target, self.count, self.sums = None, 0, 0
+        self.own, self.size = None, None
+
+    def set_tile(self, own: tuple[int, int, int, int], size: tuple[int, int]) -> None:
+        """own: (top, left, bottom, right) of the tile's own pixels inside the tile of `size` (height, width)."""
+        self.own, self.size = own, size
+
+    def normalize(self, norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+        if norm not in self.known:
+            self.target = self.target or norm
+            self.gather(norm, x)
+            raise StopTile
+        mean, var = self.known[norm]  # (batch, groups)
+        per_channel = norm.num_channels // norm.num_groups
+        scale = torch.rsqrt(var + norm.eps).repeat_interleave(per_channel, dim=1) * norm.weight  # (batch, channels)
+        shift = norm.bias - mean.repeat_interleave(per_channel, dim=1) * scale
+        return torch.addcmul(shift[..., None, None], x, scale[..., None, None])
+
+    def gather(self, norm: nn.GroupNorm, x: torch.Tensor) -> None:
+        # the tile's own box, at this layer's resolution
+        scale_h, scale_w = x.shape[-2] / self.size[0], x.shape[-1] / self.size[1]
+        top, left, bottom, right = (round(v * s) for v, s in zip(self.own, (scale_h, scale_w, scale_h, scale_w)))
+        own = x[..., top:bottom, left:right]
+        groups = own.reshape(own.shape[0], norm.num_groups, -1)  # (batch, groups, values of the group)
+        var, mean = (t.double() for t in torch.var_mean(groups, dim=-1, correction=0))
+        self.count += groups.shape[-1]
+        self.sums = self.sums + groups.shape[-1] * torch.stack([mean, var + mean.square()])
+
+    def finish_pass(self) -> bool:
+        """Make the gathered norm known; False when the pass met no unknown norm (its results are final)."""
+        if self.target is None:
+            return False
+        mean, second_moment = self.sums / self.count
+        self.known[self.target] = (mean.float(), (second_moment - mean.square()).clamp_min(0).float())
+        self.target, self.count, self.sums = None, 0, 0
+        return True
+
+
+class TiledGroupNorm(nn.GroupNorm):
+    """nn.GroupNorm, unless a tiled pass has handed it `TileStatistics`."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float):
+        super().__init__(num_groups, num_channels, eps=eps)
+        self.tiling: TileStatistics | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tiling is None:
+            return super().forward(x)
+        return self.tiling.normalize(self, x)
+
+
+@contextmanager
+def tiled_norms(module: nn.Module, statistics: TileStatistics) -> Iterator[None]:
+    norms = [m for m in module.modules() if isinstance(m, TiledGroupNorm)]
+    for norm in norms:
+        norm.tiling = statistics
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.tiling = None
+
+
+def tile_boxes(height: int, width: int, tile: int, halo: int) -> Iterator[tuple[tuple, tuple]]:
+    """(own, outer) boxes (top, left, bottom, right) that cover the image: own boxes tile it, outer ones add halo."""
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            outer = (max(top - halo, 0), max(left - halo, 0), min(bottom + halo, height), min(right + halo, width))
+            yield (top, left, bottom, right), outer
+
+
+def write_own(output: torch.Tensor | None, result: torch.Tensor, own: tuple, outer: tuple, size: tuple) -> torch.Tensor:
+    """Copy the tile's own part of `result` (computed on the `outer` box) into `output` (allocated on first use);
+    boxes are in input pixels, `result` may be at another resolution (the decoder doubles, the encoder halves)."""
+    (top, left, bottom, right), (o_top, o_left, o_bottom, o_right) = own, outer
+    ratio_h, ratio_w = result.shape[-2] / (o_bottom - o_top), result.shape[-1] / (o_right - o_left)
+    if output is None:
+        output = result.new_empty(*result.shape[:2], round(size[0] * ratio_h), round(size[1] * ratio_w))
+    rows = slice(round(top * ratio_h), round(bottom * ratio_h))
+    columns = slice(round(left * ratio_w), round(right * ratio_w))
+    own_rows = slice(round((top - o_top) * ratio_h), round((bottom - o_top) * ratio_h))
+    own_columns = slice(round((left - o_left) * ratio_w), round((right - o_left) * ratio_w))
+    output[..., rows, columns] = result[..., own_rows, own_columns]
+    return output
+
+
+def run_tiled(
+    stage: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, tile: int, halo: int, statistics: TileStatistics
+) -> torch.Tensor:
+    """`stage(inputs)` computed tile by tile, each tile with `halo` pixels of context on every side (exact where
+    the halo covers the stage's receptive field), one pass per GroupNorm of the stage to gather its statistics
+    over the whole image and a last pass that writes the output."""
+    height, width = inputs.shape[-2:]
+    while True:
+        output = None
+        for own, outer in tile_boxes(height, width, tile, halo):
+            (top, left, bottom, right), (o_top, o_left, o_bottom, o_right) = own, outer
+            statistics.set_tile((top - o_top, left - o_left, bottom - o_top, right - o_left), (o_bottom - o_top, o_right - o_left))
+            try:
+                result = stage(inputs[..., o_top:o_bottom, o_left:o_right])
+            except StopTile:
+                continue
+            output = write_own(output, result, own, outer, (height, width))
+        if not statistics.finish_pass():
+            return output
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The paper's MLP
+
+
+class MLPEncoder(nn.Module):
+    """x -> hidden -> (mean, log-variance), one tanh hidden layer (Appendix C.2)."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.num_channels * config.image_size**2, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.moments = nn.Linear(config.hidden_size, 2 * config.latent_size)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.moments(self.act(self.fc(pixel_values.flatten(1))))  # (batch, 2 * latent_size)
+
+
+class MLPDecoder(nn.Module):
+    """z -> hidden -> per-pixel parameter of p(x|z) (Bernoulli logits or Gaussian mean), Appendix C.1."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.image_shape = (config.num_channels, config.image_size, config.image_size)
+        self.fc = nn.Linear(config.latent_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.out = nn.Linear(config.hidden_size, math.prod(self.image_shape))
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.fc(latents))).unflatten(1, self.image_shape)  # (batch, C, H, W)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The convolutional ResNet (diffusers' AutoencoderKL layout and names)
+
+
+def activate(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """act(x), in place for SiLU when no gradient is recorded: `x` is then a fresh norm output nobody else reads,
+    and reusing it saves allocating (and faulting in) a full-size tensor per activation."""
+    if isinstance(act, nn.SiLU) and not torch.is_grad_enabled():
+        return F.silu(x, inplace=True)
+    return act(x)
+
+
+def group_norm(config: VAEConfig, channels: int) -> TiledGroupNorm:
+    return TiledGroupNorm(config.norm_num_groups, channels, eps=config.norm_eps)
+
+
+class ResnetBlock(GradientCheckpointingLayer):
+    """x + conv(act(norm(conv(act(norm(x)))))), with a 1x1 conv on the shortcut when the width changes."""
+
+    def __init__(self, config: VAEConfig, in_channels: int, out_channels: int):
+        super().__init__()
+        self.norm1 = group_norm(config, in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(config, out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.act = ACT2FN[config.hidden_act]
+        self.conv_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(activate(self.act, self.norm1(x)))
+        h = self.conv2(activate(self.act, self.norm2(h)))
+        return h.add_(x if self.conv_shortcut is None else self.conv_shortcut(x))  # h: this block's own tensor
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over the pixels of a feature map, pre-GroupNorm, with a residual."""
+
+    def __init__(self, config: VAEConfig, channels: int):
+        super().__init__()
+        self.config = config
+        self.is_causal = False
+        self.scaling = channels**-0.5
+        self.group_norm = group_norm(config, channels)
+        self.to_q = nn.Linear(channels, channels)
+        self.to_k = nn.Linear(channels, channels)
+        self.to_v = nn.Linear(channels, channels)
+        self.to_out = nn.ModuleList([nn.Linear(channels, channels)])  # a list only for diffusers' key "to_out.0"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        tokens = self.group_norm(x).flatten(2).transpose(1, 2)  # (batch, pixels, channels)
+        query, key, value = (proj(tokens).unsqueeze(1) for proj in (self.to_q, self.to_k, self.to_v))  # 1 head
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        output, _ = attention(self, query, key, value, None, scaling=self.scaling, dropout=0.0)
+        output = self.to_out[0](output.reshape(batch, height * width, channels))
+        return x + output.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class MidBlock(nn.Module):
+    """ResNet, attention (optional), ResNet at the lowest resolution."""
+
+    def __init__(self, config: VAEConfig, channels: int):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResnetBlock(config, channels, channels) for _ in range(2)])
+        self.attentions = nn.ModuleList([Attention(config, channels)] if config.mid_block_add_attention else [])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.resnets[0](x)
+        for attention in self.attentions:
+            x = attention(x)
+        return self.resnets[1](x)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv after padding right and bottom by one (LDM's asymmetric padding)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour 2x, then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ResolutionBlock(nn.Module):
+    """`num_layers` ResNets at one resolution; the encoder's owner then down-samples (`downsamplers`), the
+    decoder's up-samples (`upsamplers`), as diffusers' DownEncoderBlock2D / UpDecoderBlock2D."""
+
+    def __init__(self, config: VAEConfig, in_channels: int, out_channels: int, num_layers: int, resample: str | None):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            [ResnetBlock(config, in_channels if i == 0 else out_channels, out_channels) for i in range(num_layers)]
+        )
+        if resample == "down":
+            self.downsamplers = nn.ModuleList([Downsample(out_channels)])
+        elif resample == "up":
+            self.upsamplers = nn.ModuleList([Upsample(out_channels)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)
+        return x
+
+
+class ConvEncoder(nn.Module):
+    """conv_in, one block per entry of `block_out_channels` (halving the size but the last), the mid block, then
+    norm, activation and conv_out to 2 x latent_channels moments.
+
+    The blocks are the `stages` a tiled encode runs tile by tile (local operations and GroupNorm); stage
+    boundaries sit at the low resolution, after each down-sampling. The head (attention) sees the whole image.
+    """
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        channels = config.block_out_channels
+        self.conv_in = nn.Conv2d(config.num_channels, channels[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList(
+            ResolutionBlock(
+                config, channels[max(i - 1, 0)], channels[i], config.layers_per_block, "down" if i < len(channels) - 1 else None
+            )
+            for i in range(len(channels))
+        )
+        self.mid_block = MidBlock(config, channels[-1])
+        self.conv_norm_out = group_norm(config, channels[-1])
+        self.conv_act = ACT2FN[config.hidden_act]
+        self.conv_out = nn.Conv2d(channels[-1], 2 * config.latent_channels, 3, padding=1)
+
+    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        block = self.down_blocks[index]
+        x = block(self.conv_in(x) if index == 0 else x)
+        return block.downsamplers[0](x) if hasattr(block, "downsamplers") else x
+
+    def stage_halo(self, index: int) -> int:
+        """Pixels of context a tile of stage `index` needs on each side to be exact (its receptive radius), even so
+        that tiles keep the stride-2 grid."""
+        block = self.down_blocks[index]
+        reach = (index == 0) + 2 * len(block.resnets) + 2 * hasattr(block, "downsamplers")
+        return reach + reach % 2
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(activate(self.conv_act, self.conv_norm_out(self.mid_block(features))))
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = pixel_values
+        for index in range(len(self.down_blocks)):
+            x = self.stage(index, x)
+        return self.head(x)
+
+
+class ConvDecoder(nn.Module):
+    """conv_in, the mid block, one block per entry of `block_out_channels` in reverse (doubling the size but the
+    last, layers_per_block + 1 ResNets each), then norm, activation and conv_out to image channels.
+
+    After the head (attention, at the latent resolution) the `stages` run tile by tile in a tiled decode; stage
+    boundaries sit at the low resolution, before each up-sampling.
+    """
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        channels = config.block_out_channels[::-1]
+        self.conv_in = nn.Conv2d(config.latent_channels, channels[0], 3, padding=1)
+        self.mid_block = MidBlock(config, channels[0])
+        self.up_blocks = nn.ModuleList(
+            ResolutionBlock(
+                config, channels[max(i - 1, 0)], channels[i], config.layers_per_block + 1, "up" if i < len(channels) - 1 else None
+            )
+            for i in range(len(channels))
+        )
+        self.conv_norm_out = group_norm(config, channels[-1])
+        self.conv_act = ACT2FN[config.hidden_act]
+        self.conv_out = nn.Conv2d(channels[-1], config.num_channels, 3, padding=1)
+
+    def head(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.mid_block(self.conv_in(latents))
+
+    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        if index > 0:
+            x = self.up_blocks[index - 1].upsamplers[0](x)
+        x = self.up_blocks[index](x)
+        if index == len(self.up_blocks) - 1:
+            x = self.conv_out(activate(self.conv_act, self.conv_norm_out(x)))
+        return x
+
+    def stage_halo(self, index: int) -> int:
+        """Pixels of stage `index`'s input a tile needs on each side to be exact (its receptive radius)."""
+        convs = (index > 0) + 2 * len(self.up_blocks[index].resnets) + (index == len(self.up_blocks) - 1)
+        return math.ceil(convs / 2) if index > 0 else convs  # after the up-sampling, a conv reaches half a pixel
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        x = self.head(latents)
+        for index in range(len(self.up_blocks)):
+            x = self.stage(index, x)
+        return x
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The model
+
+
+class VAEPreTrainedModel(PreTrainedModel):
+    config_class = VAEConfig
+    base_model_prefix = "vae"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ResnetBlock", "Attention"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+
+    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
+        """Saves under the module names (see `ViTPreTrainedModel.save_pretrained`)."""
+        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
+
+    def _init_weights(self, module):
+        """The paper's N(0, 0.01) for the MLP (Section 5); PyTorch's default (Kaiming uniform) for convolutions."""
+        if isinstance(module, nn.Conv2d):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            fan_in = module.weight[0].numel()
+            init.uniform_(module.bias, -(fan_in**-0.5), fan_in**-0.5)
+        elif isinstance(module, nn.Linear) and self.config.architecture == "conv":
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            init.uniform_(module.bias, -(module.in_features**-0.5), module.in_features**-0.5)
+        else:
+            super()._init_weights(module)
+
+
+class VAEModel(VAEPreTrainedModel):
+    """Encoder -> (mean, log-variance) -> reparameterised z -> decoder; `forward` returns the negative ELBO.
+
+    Pixel values lie in [0, 1] for the Bernoulli likelihood and in [-1, 1] (diffusers' range) for the Gaussian.
+    """
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        conv = config.architecture == "conv"
+        self.encoder = ConvEncoder(config) if conv else MLPEncoder(config)
+        self.decoder = ConvDecoder(config) if conv else MLPDecoder(config)
+        moments = 2 * config.latent_channels
+        self.quant_conv = nn.Conv2d(moments, moments, 1) if conv and config.use_quant_conv else None
+        self.post_quant_conv = (
+            nn.Conv2d(config.latent_channels, config.latent_channels, 1) if conv and config.use_post_quant_conv else None
+        )
+        self.post_init()
+
+    # -- checks ------------------------------------------------------------------------------------------
+
+    def check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        config = self.config
+        check_pixel_values(pixel_values, config.num_channels)
+        height, width = pixel_values.shape[-2:]
+        if config.architecture == "mlp" and (height, width) != (config.image_size, config.image_size):
+            raise ValueError(
+                f"The MLP VAE takes {config.image_size}x{config.image_size} images (config.image_size), "
+                f"got {height}x{width}."
+            )
+        factor = config.downsampling_factor
+        if config.architecture == "conv" and (height % factor or width % factor):
+            raise ValueError(
+                f"Image height and width must be divisible by the down-sampling factor {factor} "
+                f"(2 ** (len(block_out_channels) - 1)), got {height}x{width}."
+            )
+        low, high = config.pixel_range
+        lowest, highest = pixel_values.min().item(), pixel_values.max().item()
+        if lowest < low - 1e-4 or highest > high + 1e-4:
+            raise ValueError(
+                f"The {config.likelihood} likelihood needs pixel values in [{low:g}, {high:g}], got values from "
+                f"{lowest:g} to {highest:g}; the VAEImageProcessor maps images to this range."
+            )
+
+    def latent_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
+        """Shape of one image's latent: (latent_size,) for the MLP, (channels, h, w) for the conv model."""
+        config = self.config
+        if config.architecture == "mlp":
+            return (config.latent_size,)
+        factor = config.downsampling_factor
+        return (config.latent_channels, (height or config.image_size) // factor, (width or height or config.image_size) // factor)
+
+    def check_latents(self, latents: torch.Tensor) -> None:
+        expected = self.latent_shape()
+        if latents.ndim != len(expected) + 1 or latents.shape[1] != expected[0]:
+            names = "(batch, latent_size)" if len(expected) == 1 else "(batch, latent_channels, height, width)"
+            raise ValueError(f"`latents` must have shape {names} with {expected[0]} at dim 1, got {tuple(latents.shape)}.")
+
+    # -- encoder and decoder -----------------------------------------------------------------------------
+
+    def run_stages_tiled(self, coder: nn.Module, x: torch.Tensor, tile_sizes: list[int], tile_overlap: int | None) -> torch.Tensor:
+        """Run `coder`'s stages tile by tile (`tile_sizes` in each stage's input pixels), sharing whole-image
+        GroupNorm statistics; the halo is each stage's receptive radius unless `tile_overlap` overrides it."""
+        statistics = TileStatistics()
+        with tiled_norms(coder, statistics):
+            for index, tile in enumerate(tile_sizes):
+                halo = coder.stage_halo(index) if tile_overlap is None else tile_overlap
+                x = run_tiled(partial(coder.stage, index), x, tile, halo, statistics)
+        return x
+
+    def check_tiling(self, tile_size: int | None) -> int:
+        if self.config.architecture != "conv":
+            raise ValueError(f"Tiling needs architecture='conv', got {self.config.architecture!r}.")
+        return tile_size or self.config.tile_size
+
+    def moments(self, pixel_values: torch.Tensor, tiled: bool = False, tile_size=None, tile_overlap=None) -> torch.Tensor:
+        """The encoder's output: mean and log-variance stacked along dim 1."""
+        pixel_values = pixel_values.to(self.dtype)
+        if tiled:
+            tile, factor = self.check_tiling(tile_size), self.config.downsampling_factor
+            sizes = [tile * factor // 2**index for index in range(len(self.encoder.down_blocks))]  # stage inputs
+            moments = self.encoder.head(self.run_stages_tiled(self.encoder, pixel_values, sizes, tile_overlap))
+        else:
+            moments = self.encoder(pixel_values)
+        return moments if self.quant_conv is None else self.quant_conv(moments)
+
+    def decoder_output(self, latents: torch.Tensor, tiled: bool = False, tile_size=None, tile_overlap=None) -> torch.Tensor:
+        """The per-pixel parameter of p(x|z): Bernoulli logits or the Gaussian mean."""
+        latents = latents.to(self.dtype)
+        if self.post_quant_conv is not None:
+            latents = self.post_quant_conv(latents)
+        if not tiled:
+            return self.decoder(latents)
+        tile = self.check_tiling(tile_size)
+        sizes = [tile * 2 ** max(index - 1, 0) for index in range(len(self.decoder.up_blocks))]  # stage inputs
+        return self.run_stages_tiled(self.decoder, self.decoder.head(latents), sizes, tile_overlap)
+
+    def mean_image(self, decoder_output: torch.Tensor) -> torch.Tensor:
+        """E[x|z]: the Bernoulli probabilities, or the Gaussian mean."""
+        return torch.sigmoid(decoder_output) if self.config.likelihood == "bernoulli" else decoder_output
+
+    def negative_log_likelihood(self, pixel_values: torch.Tensor, decoder_output: torch.Tensor) -> torch.Tensor:
+        """-log p(x|z) in nats, summed over pixels: shape (batch,)."""
+        if self.config.likelihood == "bernoulli":
+            nll = F.binary_cross_entropy_with_logits(decoder_output, pixel_values.to(decoder_output.dtype), reduction="none")
+        else:
+            std = self.config.gaussian_std
+            nll = 0.5 * ((pixel_values - decoder_output) / std).square() + math.log(std) + 0.5 * math.log(2 * math.pi)
+        return nll.flatten(1).sum(1)
+
+    # -- public API --------------------------------------------------------------------------------------
+
+    def scale_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """(z - shift_factor) * scaling_factor: the latent scale a diffusion model is trained on."""
+        return (latents - (self.config.shift_factor or 0.0)) * self.config.scaling_factor
+
+    def unscale_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents / self.config.scaling_factor + (self.config.shift_factor or 0.0)
+
+    def encode(
+        self,
+        pixel_values: torch.Tensor,
+        sample_posterior: bool = False,
+        generator: torch.Generator | None = None,
+        scaled: bool = False,
+        tiled: bool = False,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+        slice_size: int | None = None,
+    ) -> VAEEncoderOutput:
+        """q(z|x). `scaled` applies scaling_factor/shift_factor to `latents`; `tiled` encodes tile by tile
+        (`tile_size`/`tile_overlap` in latent pixels, default from the config); `slice_size` images at a time."""
+        self.check_pixel_values(pixel_values)
+        moments = torch.cat(
+            [self.moments(chunk, tiled, tile_size, tile_overlap) for chunk in pixel_values.split(slice_size or len(pixel_values))]
+        )
+        mean, logvar = moments.chunk(2, dim=1)
+        logvar = logvar.clamp(*LOGVAR_RANGE)
+        latents = mean
+        if sample_posterior:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            latents = mean + torch.exp(0.5 * logvar) * noise  # the reparameterisation trick (Section 2.4)
+        if scaled:
+            latents = self.scale_latents(latents)
+        return VAEEncoderOutput(latents=latents, latent_mean=mean, latent_logvar=logvar)
+
+    def decode(
+        self,
+        latents: torch.Tensor,
+        scaled: bool = False,
+        tiled: bool = False,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+        slice_size: int | None = None,
+    ) -> torch.Tensor:
+        """E[x|z] as images in the pixel range; `scaled=True` takes latents from `encode(..., scaled=True)`."""
+        self.check_latents(latents)
+        if scaled:
+            latents = self.unscale_latents(latents)
+        outputs = [self.decoder_output(chunk, tiled, tile_size, tile_overlap) for chunk in latents.split(slice_size or len(latents))]
+        return self.mean_image(torch.cat(outputs))
+
+    def reconstruct(self, pixel_values: torch.Tensor, sample_posterior: bool = False, **tiling) -> torch.Tensor:
+        """decode(encode(x)): through the posterior mean, or a draw from the posterior."""
+        return self.decode(self.encode(pixel_values, sample_posterior=sample_posterior, **tiling).latents, **tiling)
+
+    def sample(
+        self,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> torch.Tensor:
+        """Images decoded from z ~ N(0, I); height/width (conv model) default to config.image_size."""
+        shape = (num_samples, *self.latent_shape(height, width))
+        latents = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
+        return self.decode(latents)
+
+    def interpolate(self, image1: torch.Tensor, image2: torch.Tensor, steps: int = 8) -> torch.Tensor:
+        """Decoded images along the straight line between the posterior means of two images: (steps, C, H, W)."""
+        if steps < 2:
+            raise ValueError(f"`steps` must be >= 2 (both end points), got {steps}.")
+        pair = torch.stack([image.reshape(image.shape[-3:]) for image in (image1, image2)])
+        start, end = self.encode(pair).latent_mean
+        weights = torch.linspace(0, 1, steps, device=start.device, dtype=start.dtype).view(-1, *[1] * start.ndim)
+        return self.decode(torch.lerp(start, end, weights))
+
+    def log_likelihood(
+        self, pixel_values: torch.Tensor, num_samples: int = 100, generator: torch.Generator | None = None, chunk_size: int = 50
+    ) -> torch.Tensor:
+        """Importance-weighted estimate of log p(x) in nats, shape (batch,) (Burda et al., Eq. 8):
+        log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x). Its expectation is the ELBO at k=1 and rises with k."""
+        if num_samples < 1:
+            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
+        posterior = self.encode(pixel_values)
+        mean, logvar = posterior.latent_mean, posterior.latent_logvar
+        std, batch = torch.exp(0.5 * logvar), len(pixel_values)
+        log_weights = []
+        for count in [chunk_size] * (num_samples // chunk_size) + [num_samples % chunk_size]:
+            if count == 0:
+                continue
+            noise = torch.randn((count, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+            latents = mean + std * noise  # (count, batch, ...)
+            decoded = self.decoder_output(latents.flatten(0, 1))
+            targets = pixel_values.unsqueeze(0).expand(count, *pixel_values.shape).flatten(0, 1)
+            log_p_x_given_z = -self.negative_log_likelihood(targets, decoded).view(count, batch)
+            log_p_z = -0.5 * (latents.square() + math.log(2 * math.pi)).flatten(2).sum(-1)
+            log_q_z = -0.5 * (noise.square() + logvar + math.log(2 * math.pi)).flatten(2).sum(-1)
+            log_weights.append(log_p_x_given_z + log_p_z - log_q_z)
+        return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(num_samples)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        sample_posterior: bool = True,
+        generator: torch.Generator | None = None,
+        return_loss: bool = True,
+    ) -> VAEOutput:
+        """The negative ELBO with one reparameterised draw (Eq. 7 and 10 with L = 1). `return_loss` is there so
+        that `Trainer` computes the evaluation loss of a model without labels."""
+        posterior = self.encode(pixel_values, sample_posterior=sample_posterior, generator=generator)
+        decoded = self.decoder_output(posterior.latents)
+        mean, logvar = posterior.latent_mean, posterior.latent_logvar
+        reconstruction_loss = self.negative_log_likelihood(pixel_values, decoded)
+        kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)  # Appendix B
+        loss = (reconstruction_loss + self.config.beta * kl).mean() if return_loss else None
+        return VAEOutput(
+            loss=loss,
+            reconstruction_loss=reconstruction_loss.mean(),
+            kl_loss=kl.mean(),
+            reconstruction=self.mean_image(decoded),
+            latent_mean=mean,
+            latent_logvar=logvar,
+            latents=posterior.latents,
+        )
+
+
+__all__ = ["VAEModel", "VAEPreTrainedModel"]

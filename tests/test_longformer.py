@@ -1,0 +1,333 @@
+"""Longformer: parity with transformers' Longformer on the same weights (global attention and padding
+included), dilated windows against an explicit dense band attention, the heads' default global tokens,
+torch.export with a dynamic length, the Auto classes and tokenizer, and clear errors on bad input."""
+
+import pytest
+import torch
+import transformers
+from conftest import max_abs_diff
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+import hubformers
+from hubformers.modeling_longformer import AttentionMasks
+
+TOL = 1e-5
+
+TINY_LONGFORMER = dict(
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    attention_window=[4, 8],
+    max_position_embeddings=80,
+    type_vocab_size=1,
+    num_labels=3,
+)
+
+
+def reference_and_ours(tmp_path, reference_class, our_class, **overrides):
+    """A transformers model with random weights, saved, and loaded into our class."""
+    reference = reference_class(transformers.LongformerConfig(**{**TINY_LONGFORMER, **overrides})).eval()
+    reference.save_pretrained(tmp_path)
+    ours = our_class.from_pretrained(tmp_path).eval()
+    return reference, ours
+
+
+def inputs(batch: int, length: int, padded_tail: int = 0, global_positions=()):
+    """Random ids, with the last `padded_tail` tokens of the last row padding, and a global mask."""
+    input_ids = torch.randint(3, TINY_LONGFORMER["vocab_size"], (batch, length))
+    attention_mask = torch.ones_like(input_ids)
+    if padded_tail:
+        input_ids[-1, length - padded_tail :] = 1
+        attention_mask[-1, length - padded_tail :] = 0
+    global_attention_mask = torch.zeros_like(input_ids)
+    global_attention_mask[0, list(global_positions)] = 1
+    if global_positions:
+        global_attention_mask[-1, global_positions[0]] = 1  # rows with different numbers of global tokens
+    return dict(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask)
+
+
+def assert_global_attentions_match(expected, got, batch_inputs):
+    """transformers' global probabilities are (batch, heads, padded tokens, G), with filler columns for rows
+    that have fewer global tokens; compare the real ones."""
+    counts = batch_inputs["global_attention_mask"].sum(-1)
+    length = batch_inputs["input_ids"].shape[1]
+    for e, g in zip(expected, got):
+        for row, count in enumerate(counts.tolist()):
+            assert max_abs_diff(e[row, :, :length, :count], g[row, :, :, :count]) <= TOL
+
+
+@pytest.mark.parametrize(
+    "length, padded_tail, global_positions",
+    [(16, 0, ()), (13, 3, ()), (21, 4, (0, 5)), (8, 2, (1, 2, 3)), (30, 0, (29,))],
+)
+def test_masked_lm_matches_transformers(tmp_path, length, padded_tail, global_positions):
+    reference, ours = reference_and_ours(tmp_path, transformers.LongformerForMaskedLM, hubformers.LongformerForMaskedLM)
+    batch_inputs = inputs(2, length, padded_tail, global_positions)
+    with torch.no_grad():
+        expected = reference(**batch_inputs, output_hidden_states=True, output_attentions=True)
+        got = ours(**batch_inputs, output_hidden_states=True, output_attentions=True)
+    assert max_abs_diff(expected.logits, got.logits) <= TOL
+    assert len(got.hidden_states) == len(expected.hidden_states) == 3
+    for e, g in zip(expected.hidden_states, got.hidden_states):
+        assert max_abs_diff(e, g) <= TOL
+    for e, g in zip(expected.attentions, got.attentions):
+        assert e.shape == g.shape and max_abs_diff(e, g) <= TOL
+    if global_positions:
+        assert_global_attentions_match(expected.global_attentions, got.global_attentions, batch_inputs)
+
+
+def test_base_model_with_pooler_and_embeddings_input(tmp_path):
+    reference, ours = reference_and_ours(tmp_path, transformers.LongformerModel, hubformers.LongformerModel)
+    batch_inputs = inputs(2, 11, 2, (0,))
+    with torch.no_grad():
+        expected, got = reference(**batch_inputs), ours(**batch_inputs)
+        embeds = ours.get_input_embeddings()(batch_inputs["input_ids"])
+        from_embeds = ours(inputs_embeds=embeds, global_attention_mask=batch_inputs["global_attention_mask"])
+        expected_embeds = reference(inputs_embeds=embeds, global_attention_mask=batch_inputs["global_attention_mask"])
+    assert max_abs_diff(expected.last_hidden_state, got.last_hidden_state) <= TOL
+    assert max_abs_diff(expected.pooler_output, got.pooler_output) <= TOL
+    assert max_abs_diff(expected_embeds.last_hidden_state, from_embeds.last_hidden_state) <= TOL
+
+
+def question_answer_ids(batch: int, question: int, length: int) -> torch.Tensor:
+    """<s> question </s></s> context </s>, as RoBERTa's tokenizer lays out a pair."""
+    ids = torch.randint(3, TINY_LONGFORMER["vocab_size"], (batch, length))
+    ids[:, 0] = 0
+    ids[:, question + 1 : question + 3] = 2
+    ids[:, -1] = 2
+    return ids
+
+
+@pytest.mark.parametrize(
+    "head, make_inputs, outputs",
+    [
+        ("ForSequenceClassification", lambda: dict(input_ids=torch.randint(3, 100, (2, 19))), ["logits"]),
+        ("ForTokenClassification", lambda: inputs(2, 14, 3, (0, 4)), ["logits"]),
+        ("ForQuestionAnswering", lambda: dict(input_ids=question_answer_ids(2, 4, 23)), ["start_logits", "end_logits"]),
+        ("ForMultipleChoice", lambda: dict(input_ids=question_answer_ids(6, 3, 17).view(2, 3, 17)), ["logits"]),
+    ],
+)
+def test_heads_and_their_default_global_tokens_match_transformers(tmp_path, head, make_inputs, outputs):
+    """With no `global_attention_mask`, both mark the paper's global tokens (first token, question)."""
+    reference, ours = reference_and_ours(
+        tmp_path,
+        getattr(transformers, f"Longformer{head}"),
+        getattr(hubformers, f"Longformer{head}"),
+        num_labels=2 if head == "ForQuestionAnswering" else 3,  # start and end
+    )
+    batch_inputs = make_inputs()
+    with torch.no_grad():
+        expected, got = reference(**batch_inputs), ours(**batch_inputs)
+    for name in outputs:
+        assert max_abs_diff(getattr(expected, name), getattr(got, name)) <= TOL
+
+
+def test_question_tokens_are_global_by_default():
+    config = hubformers.LongformerConfig(**{**TINY_LONGFORMER, "num_labels": 2})
+    model = hubformers.LongformerForQuestionAnswering(config).eval()
+    with torch.no_grad():
+        out = model(question_answer_ids(1, 4, 23), output_attentions=True)
+    assert out.global_attentions[0].shape == (1, 4, 23, 5)  # <s> and the four question tokens
+
+
+def test_our_checkpoint_loads_in_transformers(tmp_path):
+    ours = hubformers.LongformerForMaskedLM(hubformers.LongformerConfig(**TINY_LONGFORMER)).eval()
+    ours.save_pretrained(tmp_path)
+    config = transformers.LongformerConfig.from_pretrained(tmp_path)
+    reference = transformers.LongformerForMaskedLM.from_pretrained(tmp_path, config=config).eval()
+    batch_inputs = inputs(2, 13, 2, (0,))
+    with torch.no_grad():
+        assert max_abs_diff(reference(**batch_inputs).logits, ours(**batch_inputs).logits) <= TOL
+
+
+def test_tied_decoder_follows_the_word_embeddings():
+    model = hubformers.LongformerForMaskedLM(hubformers.LongformerConfig(**TINY_LONGFORMER))
+    assert model.lm_head.decoder.weight is model.longformer.embeddings.word_embeddings.weight
+
+
+# --- dilation: the blocked computation against explicit dense attention -----------------------------------
+
+
+def dense_reference(attention, hidden_states, masks: AttentionMasks) -> torch.Tensor:
+    """The layer's attention written out with n x n scores: token i attends to i + d*k (|k| <= W/2) and to
+    the global tokens; global tokens attend to all, through the global projections; padding gets zero."""
+    batch, n, hidden = hidden_states.shape
+    heads, head_dim = attention.num_heads, attention.head_dim
+    positions = torch.arange(n)
+    offset = positions[None, :] - positions[:, None]
+    band = (offset % attention.dilation == 0) & (offset.abs() <= attention.one_sided * attention.dilation)
+    key_ok = ~masks.is_masked[:, None, :]
+    local_allowed = (band[None] & ~masks.is_global[:, None, :] | masks.is_global[:, None, :]) & key_ok
+
+    def attend(q_proj, k_proj, v_proj, allowed):
+        q, k, v = (p(hidden_states).view(batch, n, heads, head_dim).transpose(1, 2) for p in (q_proj, k_proj, v_proj))
+        scores = (q @ k.transpose(-1, -2)) / head_dim**0.5
+        scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
+        return (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, n, hidden)
+
+    local = attend(attention.query, attention.key, attention.value, local_allowed)
+    full = attend(attention.query_global, attention.key_global, attention.value_global, key_ok.expand(-1, n, -1))
+    out = torch.where(masks.is_global[..., None], full, local)
+    return out.masked_fill(masks.is_masked[..., None], 0.0)
+
+
+@pytest.mark.parametrize("window, dilation", [(4, 2), (6, 3), (8, 2), (8, 1), (2, 1)])
+@pytest.mark.parametrize("length", [5, 17, 40])
+def test_dilated_windows_equal_dense_band_attention(window, dilation, length):
+    config = hubformers.LongformerConfig(
+        **{**TINY_LONGFORMER, "num_hidden_layers": 1, "attention_window": window, "attention_dilation": dilation}
+    )
+    attention = hubformers.LongformerModel(config).encoder.layer[0].attention.self.eval()
+    hidden_states = torch.randn(2, length, config.hidden_size)
+    batch_inputs = inputs(2, length, padded_tail=2, global_positions=(0, 3) if length > 5 else (1,))
+    masks = AttentionMasks.build(batch_inputs["attention_mask"], batch_inputs["global_attention_mask"], torch.float32)
+    with torch.no_grad():
+        got, local_probs, global_probs = attention(hidden_states, masks, output_attentions=True)
+        plain, _, _ = attention(hidden_states, masks)
+        expected = dense_reference(attention, hidden_states, masks)
+    assert max_abs_diff(expected, got) <= TOL
+    assert max_abs_diff(plain, got) <= TOL
+    num_global = global_probs.shape[-1]
+    assert local_probs.shape == (2, 4, length, num_global + window + 1)
+    rows = ~(masks.is_masked | masks.is_global)
+    torch.testing.assert_close(local_probs.sum(-1)[rows[:, None].expand(-1, 4, -1)], torch.ones(4 * rows.sum().item()))
+
+
+def test_no_n_by_n_tensor():
+    """At 512 tokens with window 32, no tensor the model makes holds n x n = 262,144 values per (batch, head)."""
+    config = hubformers.LongformerConfig(**{**TINY_LONGFORMER, "attention_window": 32, "max_position_embeddings": 600})
+    model = hubformers.LongformerModel(config).eval()
+    batch_inputs = inputs(1, 512, 0, (0, 100))
+    largest = []
+
+    class Sizes(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    largest.append(t.numel())
+            return out
+
+    with torch.no_grad(), Sizes():
+        model(**batch_inputs)
+    # the largest are the band's scores/keys (~ n x (W + block) x heads) and the 64-wide MLP activations
+    assert max(largest) < 512 * 512
+
+
+def test_torch_export_with_dynamic_length():
+    config = hubformers.LongformerConfig(**{**TINY_LONGFORMER, "attention_dilation": [1, 2]})
+    model = hubformers.LongformerModel(config, add_pooling_layer=False).eval()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, longformer):
+            super().__init__()
+            self.longformer = longformer
+
+        def forward(self, input_ids, attention_mask, global_attention_mask):
+            return self.longformer(input_ids, attention_mask, global_attention_mask).last_hidden_state
+
+    example = inputs(2, 13, 2, (0,))
+    length = torch.export.Dim("length", min=2, max=70)
+    exported = torch.export.export(
+        Wrapper(model), (), example, dynamic_shapes={name: {1: length} for name in example}
+    )
+    for batch_inputs in [inputs(2, 13, 2, (0,)), inputs(2, 40, 5, (0, 7)), inputs(2, 7), inputs(2, 64, 0, (3,))]:
+        with torch.no_grad():
+            expected = model(**batch_inputs).last_hidden_state
+        assert max_abs_diff(exported.module()(**batch_inputs), expected) <= TOL
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    config = hubformers.LongformerConfig(**TINY_LONGFORMER, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    plain = hubformers.LongformerForSequenceClassification(config)
+    checkpointed = hubformers.LongformerForSequenceClassification(config)
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.gradient_checkpointing_enable()
+    checkpointed.train(), plain.train()
+    batch_inputs = inputs(2, 21, 3, (0,))
+    labels = torch.tensor([0, 2])
+    plain(**batch_inputs, labels=labels).loss.backward()
+    checkpointed(**batch_inputs, labels=labels).loss.backward()
+    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
+        if name.endswith("key_global.bias"):  # adds the same to a whole row of scores: no gradient
+            assert p.grad is None and q.grad is None
+            continue
+        assert max_abs_diff(p.grad, q.grad) <= 1e-6, name
+
+
+def test_losses_match_transformers(tmp_path):
+    reference, ours = reference_and_ours(tmp_path, transformers.LongformerForMaskedLM, hubformers.LongformerForMaskedLM)
+    batch_inputs = inputs(2, 15, 3, (0,))
+    labels = torch.full_like(batch_inputs["input_ids"], -100)
+    labels[:, 2:6] = batch_inputs["input_ids"][:, 2:6]
+    with torch.no_grad():
+        assert abs(reference(**batch_inputs, labels=labels).loss - ours(**batch_inputs, labels=labels).loss) <= TOL
+
+
+def test_auto_classes_and_tokenizer_resolve(tmp_path):
+    config = hubformers.LongformerConfig(**TINY_LONGFORMER)
+    hubformers.LongformerForMaskedLM(config).save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), hubformers.LongformerConfig)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), hubformers.LongformerModel)
+    assert isinstance(AutoModelForMaskedLM.from_pretrained(tmp_path), hubformers.LongformerForMaskedLM)
+    for auto_name in ["SequenceClassification", "TokenClassification", "QuestionAnswering", "MultipleChoice"]:
+        model = getattr(transformers, f"AutoModelFor{auto_name}").from_config(config)
+        assert isinstance(model, getattr(hubformers, f"LongformerFor{auto_name}"))
+    # a folder with only the vocabulary: AutoTokenizer picks the tokenizer registered for our model type
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "a": 5, "b": 6, "Ġ": 7, "Ġa": 8, "ab": 9}
+    transformers.RobertaTokenizer(vocab=vocab, merges=[("Ġ", "a"), ("a", "b")]).save_pretrained(tmp_path / "tok")
+    (tmp_path / "tok" / "tokenizer_config.json").unlink()
+    config.save_pretrained(tmp_path / "tok")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert type(tokenizer).__name__ == "RobertaTokenizer"
+    assert tokenizer("ab a")["input_ids"] == [0, 9, 8, 2]
+
+
+# --- bad input: a ValueError that names what was expected and what came ----------------------------------
+
+
+def test_sequence_beyond_the_position_table():
+    model = hubformers.LongformerModel(hubformers.LongformerConfig(**TINY_LONGFORMER))
+    model(torch.randint(3, 100, (1, 78)))  # 80 rows - pad_token_id - 1
+    with pytest.raises(ValueError, match="at most 78 tokens.*got 79"):
+        model(torch.randint(3, 100, (1, 79)))
+
+
+def test_global_mask_of_the_wrong_shape():
+    model = hubformers.LongformerModel(hubformers.LongformerConfig(**TINY_LONGFORMER))
+    with pytest.raises(ValueError, match=r"`global_attention_mask` must have the input's shape \(2, 10\), got \(2, 9\)"):
+        model(torch.randint(3, 100, (2, 10)), global_attention_mask=torch.zeros(2, 9))
+
+
+def test_question_answering_needs_a_separator_without_a_mask():
+    model = hubformers.LongformerForQuestionAnswering(hubformers.LongformerConfig(**TINY_LONGFORMER))
+    with pytest.raises(ValueError, match=r"separator token \(sep_token_id=2\)"):
+        model(torch.randint(3, 100, (2, 10)))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(attention_window=5), "`attention_window` of layer 0 must be even.*got attention_window=5"),
+        (dict(attention_window=[4, 7]), "layer 1 must be even"),
+        (dict(attention_window=[4]), r"one value per layer \(2\), got 1"),
+        (
+            dict(attention_window=8, attention_dilation=[1, 3]),
+            "layer 1 must be a multiple of 2 \\* attention_dilation = 6.*cannot hold a dilation of 3",
+        ),
+        (dict(attention_dilation=0), r"`attention_dilation` must be positive, got \[0, 0\]"),
+        (dict(hidden_size=30), r"`hidden_size` \(30\) must be divisible by `num_attention_heads` \(4\)"),
+        (dict(pad_token_id=79), r"`pad_token_id` must be in \[0, max_position_embeddings - 1\)"),
+    ],
+)
+def test_bad_config_values(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        hubformers.LongformerConfig(**{**TINY_LONGFORMER, **overrides})
+
+
+def test_bad_labels():
+    model = hubformers.LongformerForMaskedLM(hubformers.LongformerConfig(**TINY_LONGFORMER))
+    with pytest.raises(ValueError, match=r"`labels` must be integer ids of the input's shape \(2, 10\)"):
+        model(torch.randint(3, 100, (2, 10)), labels=torch.zeros(2, 9, dtype=torch.long))

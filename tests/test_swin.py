@@ -1,0 +1,340 @@
+"""Swin: parity with transformers' Swin on the same weights (also at sizes that need padding), windows larger
+than the map, window-size change on load, the backbone under UperNet, cached masks, export, and clear errors
+on bad input."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+from conftest import max_abs_diff
+from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
+
+import hubformers
+
+TOL = 1e-5
+# 3 stages on 16x16 patches: maps 16 -> 8 -> 4; window 4 (shifted by 2) so every stage shifts but the last
+TINY_SWIN = dict(
+    image_size=32,
+    patch_size=2,
+    embed_dim=16,
+    depths=[2, 2, 2],
+    num_heads=[2, 2, 4],
+    window_size=4,
+    encoder_stride=8,
+    num_labels=3,
+)
+# heights/widths: no padding; padding at every stage; odd maps before merging; non-square
+SIZES = [(32, 32), (40, 28), (36, 52), (30, 62)]
+
+
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+    """Random values in every parameter (transformers initialises bias tables, LayerNorms and mask tokens
+    to constants, which would hide mistakes)."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.2)
+    return model.eval()
+
+
+def reference_folder(tmp_path, reference_class, **overrides):
+    config = transformers.SwinConfig(**{**TINY_SWIN, **overrides})
+    randomize(reference_class(config)).save_pretrained(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_classifier_matches_transformers_at_any_size(tmp_path, attn_implementation):
+    folder = reference_folder(tmp_path, transformers.SwinForImageClassification)
+    ours = hubformers.SwinForImageClassification.from_pretrained(folder).eval()
+    ours.set_attn_implementation(attn_implementation)
+    for size in SIZES:
+        # transformers' Swin shrinks its window in place on small maps: a fresh copy for every size
+        reference = transformers.SwinForImageClassification.from_pretrained(folder).eval()
+        pixel_values = torch.randn(2, 3, *size)
+        with torch.no_grad():
+            expected = reference(pixel_values, output_hidden_states=True)
+            got = ours(pixel_values, output_hidden_states=True)
+        assert max_abs_diff(expected.logits, got.logits) <= TOL, size
+        assert len(got.hidden_states) == len(got.reshaped_hidden_states) == 4
+        for e, g in zip(
+            expected.hidden_states + expected.reshaped_hidden_states, got.hidden_states + got.reshaped_hidden_states
+        ):
+            assert e.shape == g.shape and max_abs_diff(e, g) <= TOL, size
+
+
+def test_attention_maps_match_transformers_eager(tmp_path):
+    """sdpa never forms the maps; asking for them runs the eager path for that call, same probabilities."""
+    folder = reference_folder(tmp_path, transformers.SwinModel)
+    reference = transformers.SwinModel.from_pretrained(folder, attn_implementation="eager").eval()
+    ours = hubformers.SwinModel.from_pretrained(folder).eval()
+    ours.set_attn_implementation("sdpa")
+    pixel_values = torch.randn(2, 3, 40, 28)
+    with torch.no_grad():
+        expected = reference(pixel_values, output_attentions=True)
+        got = ours(pixel_values, output_attentions=True)
+        plain = ours(pixel_values)
+    assert [tuple(a.shape) for a in got.attentions] == [(2 * 5 * 4, 2, 16, 16), (2 * 3 * 2, 2, 16, 16), (4, 4, 16, 16)]
+    for e, g in zip(expected.attentions, got.attentions):
+        assert max_abs_diff(e, g) <= TOL
+    torch.testing.assert_close(got.attentions[0].sum(-1), torch.ones(40, 2, 16))
+    assert plain.attentions is None
+    assert max_abs_diff(plain.last_hidden_state, got.last_hidden_state) <= TOL
+    assert max_abs_diff(expected.pooler_output, got.pooler_output) <= TOL
+
+
+def test_masked_image_modeling_matches_transformers(tmp_path):
+    folder = reference_folder(tmp_path, transformers.SwinForMaskedImageModeling)
+    reference = transformers.SwinForMaskedImageModeling.from_pretrained(folder).eval()
+    ours = hubformers.SwinForMaskedImageModeling.from_pretrained(folder).eval()
+    pixel_values, bool_masked_pos = torch.randn(2, 3, 32, 32), torch.rand(2, 256) < 0.5
+    with torch.no_grad():
+        expected, got = reference(pixel_values, bool_masked_pos), ours(pixel_values, bool_masked_pos)
+    assert got.reconstruction.shape == pixel_values.shape
+    assert max_abs_diff(expected.reconstruction, got.reconstruction) <= TOL
+    assert abs(expected.loss.item() - got.loss.item()) <= TOL
+
+
+def test_masked_image_modeling_on_non_square_images():
+    model = hubformers.SwinForMaskedImageModeling(hubformers.SwinConfig(**TINY_SWIN)).eval()
+    pixel_values = torch.randn(2, 3, 16, 40)
+    out = model(pixel_values, bool_masked_pos=torch.rand(2, 8 * 20) < 0.5)
+    assert out.reconstruction.shape == pixel_values.shape and out.loss.item() > 0
+
+
+def test_backbone_matches_transformers(tmp_path):
+    overrides = dict(out_features=["stem", "stage1", "stage2", "stage3"])
+    folder = reference_folder(tmp_path, transformers.SwinBackbone, **overrides)
+    reference = transformers.SwinBackbone.from_pretrained(folder).eval()
+    ours = hubformers.SwinBackbone.from_pretrained(folder).eval()
+    assert ours.channels == [16, 16, 32, 64]
+    pixel_values = torch.randn(2, 3, 44, 36)
+    with torch.no_grad():
+        expected, got = reference(pixel_values), ours(pixel_values)
+    assert [tuple(f.shape) for f in got.feature_maps] == [
+        (2, 16, 22, 18),
+        (2, 16, 22, 18),
+        (2, 32, 11, 9),
+        (2, 64, 6, 5),
+    ]
+    for e, g in zip(expected.feature_maps, got.feature_maps):
+        assert max_abs_diff(e, g) <= TOL
+    assert got.hidden_states is None
+
+
+def test_upernet_with_our_backbone_trains():
+    """transformers' UperNet builds our backbone from its config (AutoBackbone) and learns a segmentation."""
+    backbone_config = hubformers.SwinConfig(**TINY_SWIN, out_features=["stage1", "stage2", "stage3"])
+    config = transformers.UperNetConfig(
+        backbone_config=backbone_config, hidden_size=16, auxiliary_in_channels=64, num_labels=3
+    )
+    model = transformers.UperNetForSemanticSegmentation(config)
+    assert isinstance(model.backbone, hubformers.SwinBackbone)
+    pixel_values = torch.randn(2, 3, 32, 32)
+    labels = (pixel_values[:, 0] > 0).long() + (pixel_values[:, 1] > 0.5).long()  # a per-pixel target
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        out = model(pixel_values, labels=labels)
+        out.loss.backward()
+        # every backbone parameter but the classifier's final LayerNorm (kept for checkpoints) learns
+        assert [n for n, p in model.backbone.named_parameters() if p.grad is None] == [
+            "swin.layernorm.weight",
+            "swin.layernorm.bias",
+        ]
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(out.loss.item())
+    assert out.logits.shape == (2, 3, 32, 32)
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_our_checkpoint_loads_in_transformers(tmp_path):
+    ours = randomize(hubformers.SwinForImageClassification(hubformers.SwinConfig(**TINY_SWIN)))
+    ours.save_pretrained(tmp_path)
+    reference = transformers.SwinForImageClassification.from_pretrained(tmp_path).eval()
+    pixel_values = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert max_abs_diff(reference(pixel_values).logits, ours(pixel_values).logits) <= TOL
+
+
+def test_window_larger_than_map_uses_the_central_bias(tmp_path):
+    """On a 3x3 map a window of 4 shrinks to 3 (unshifted), as in transformers, whose own Swin then fails on
+    its 4x4 bias; ours takes the table's central offsets, which is a window-3 Swin with the cropped table."""
+    config = dict(TINY_SWIN, image_size=6, depths=[2], num_heads=[2], encoder_stride=2)
+    ours = randomize(hubformers.SwinModel(hubformers.SwinConfig(**config)))
+    reference = transformers.SwinModel(transformers.SwinConfig(**{**config, "window_size": 3})).eval()
+    state = ours.state_dict()
+    for key, table in state.items():
+        if key.endswith("relative_position_bias_table"):  # (7 * 7, heads) -> central (5 * 5, heads)
+            state[key] = table.reshape(7, 7, -1)[1:6, 1:6].reshape(25, -1)
+    reference.load_state_dict(state, strict=False)
+    pixel_values = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        assert max_abs_diff(reference(pixel_values).last_hidden_state, ours(pixel_values).last_hidden_state) <= TOL
+
+
+def test_checkpoint_loads_at_another_window_size(tmp_path):
+    folder = reference_folder(tmp_path, transformers.SwinForImageClassification)
+    ours = hubformers.SwinForImageClassification.from_pretrained(folder, window_size=6).eval()
+    saved = transformers.SwinForImageClassification.from_pretrained(folder)
+    old = saved.swin.encoder.layers[1].blocks[1].attention.relative_position_bias.relative_position_bias_table
+    new = ours.swin.encoder.layers[1].blocks[1].attention.relative_position_bias.relative_position_bias_table
+    assert ours.config.window_size == 6 and new.shape == (11 * 11, 2)
+    # the original Swin's recipe: each head's (2M-1)^2 grid resized bicubically to (2M'-1)^2
+    expected = F.interpolate(old.detach().permute(1, 0).reshape(1, 2, 7, 7), size=(11, 11), mode="bicubic")
+    assert max_abs_diff(new, expected.reshape(2, 121).permute(1, 0)) <= 1e-6
+    assert torch.isfinite(ours(torch.randn(1, 3, 48, 48)).logits).all()
+    # the resized model saves and reloads as itself
+    ours.save_pretrained(tmp_path / "resized")
+    again = hubformers.SwinForImageClassification.from_pretrained(tmp_path / "resized").eval()
+    pixel_values = torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(again(pixel_values).logits, ours(pixel_values).logits)
+
+
+def test_bias_and_mask_are_cached_until_the_table_changes():
+    model = hubformers.SwinForImageClassification(hubformers.SwinConfig(**TINY_SWIN)).eval()
+    attention = model.swin.encoder.layers[0].blocks[1].attention
+    calls = []
+    attention.relative_position_bias.register_forward_hook(lambda *args: calls.append(1))
+    pixel_values = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        first = model(pixel_values).logits
+        model(pixel_values)
+        assert len(calls) == 1  # built once for this resolution
+        model(torch.randn(1, 3, 40, 40))
+        assert len(calls) == 2  # and once for another
+    # a training step changes the table in place: the next call rebuilds and gives the fresh model's result
+    model.train()
+    model(pixel_values, labels=torch.tensor([0, 1])).loss.backward()
+    torch.optim.SGD(model.parameters(), lr=1.0).step()
+    model.eval()
+    fresh = hubformers.SwinForImageClassification(model.config).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        updated = model(pixel_values).logits
+        assert max_abs_diff(updated, fresh(pixel_values).logits) <= 1e-6
+    assert max_abs_diff(updated, first) > 1e-3
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    config = hubformers.SwinConfig(**TINY_SWIN, drop_path_rate=0.0)
+    plain = hubformers.SwinForImageClassification(config)
+    checkpointed = hubformers.SwinForImageClassification(config)
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.gradient_checkpointing_enable()
+    checkpointed.train(), plain.train()
+    pixel_values, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    plain(pixel_values, labels=labels).loss.backward()
+    checkpointed(pixel_values, labels=labels).loss.backward()
+    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
+        assert max_abs_diff(p.grad, q.grad) <= 1e-6, name
+
+
+def test_stochastic_depth_only_in_training():
+    model = hubformers.SwinModel(hubformers.SwinConfig(**TINY_SWIN, drop_path_rate=0.5))
+    pixel_values = torch.randn(4, 3, 32, 32)
+    model.train()
+    a, b = model(pixel_values).last_hidden_state, model(pixel_values).last_hidden_state
+    assert max_abs_diff(a, b) > 1e-3
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values).last_hidden_state, model(pixel_values).last_hidden_state)
+
+
+def test_auto_classes_resolve_to_ours(tmp_path):
+    config = hubformers.SwinConfig(**TINY_SWIN)
+    hubformers.SwinForImageClassification(config).save_pretrained(tmp_path)
+    hubformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), hubformers.SwinConfig)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), hubformers.SwinModel)
+    assert isinstance(AutoModelForImageClassification.from_pretrained(tmp_path), hubformers.SwinForImageClassification)
+    masked = transformers.AutoModelForMaskedImageModeling.from_config(config)
+    assert isinstance(masked, hubformers.SwinForMaskedImageModeling)
+    assert isinstance(AutoBackbone.from_config(config), hubformers.SwinBackbone)
+    assert isinstance(AutoImageProcessor.from_pretrained(tmp_path), hubformers.ViTImageProcessor)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="export specialises on a size guard (torch raises while reporting the constraint violation); not yet found",
+)
+def test_torch_export_with_dynamic_batch_height_and_width():
+    model = hubformers.SwinForImageClassification(hubformers.SwinConfig(**TINY_SWIN)).eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self, swin):
+            super().__init__()
+            self.swin = swin
+
+        def forward(self, pixel_values):
+            return self.swin(pixel_values).logits
+
+    # from 40 pixels up every stage's map is wider than the window; sizes in between need padding
+    height, width = torch.export.Dim("height", min=40, max=256), torch.export.Dim("width", min=40, max=256)
+    exported = torch.export.export(
+        Logits(model),
+        (torch.randn(2, 3, 64, 48),),
+        dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", max=64), 2: height, 3: width}},
+    )
+    for batch, size in [(2, (64, 48)), (3, (72, 100)), (1, (41, 57))]:
+        pixel_values = torch.randn(batch, 3, *size)
+        with torch.no_grad():
+            expected = model(pixel_values).logits
+        assert max_abs_diff(exported.module()(pixel_values), expected) <= TOL
+
+
+# --- bad input: a ValueError that names what was expected and what came -------------------------
+
+
+@pytest.mark.parametrize(
+    "pixel_values, message",
+    [
+        (torch.randn(2, 1, 32, 32), "must have 3 channels"),
+        (torch.randn(2, 3, 1, 32), r"at least one patch \(2x2 pixels\), got 1x32"),
+        (torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "must be floating point.*torch.uint8"),
+        (torch.randn(3, 32, 32), r"shape \(batch, 3, height, width\), got \(3, 32, 32\)"),
+    ],
+)
+def test_bad_pixel_values(pixel_values, message):
+    model = hubformers.SwinForImageClassification(hubformers.SwinConfig(**TINY_SWIN)).eval()
+    with pytest.raises(ValueError, match=message):
+        model(pixel_values)
+
+
+def test_bad_mask_and_stride():
+    model = hubformers.SwinForMaskedImageModeling(hubformers.SwinConfig(**TINY_SWIN))
+    with pytest.raises(ValueError, match=r"bool_masked_pos.*\(2, 256\), got \(2, 255\)"):
+        model(torch.randn(2, 3, 32, 32), bool_masked_pos=torch.zeros(2, 255, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"divisible by the total stride \(8, 8\), got 36x32"):
+        model(torch.randn(2, 3, 36, 32), bool_masked_pos=torch.zeros(2, 18 * 16, dtype=torch.bool))
+    model = hubformers.SwinForMaskedImageModeling(hubformers.SwinConfig(**{**TINY_SWIN, "encoder_stride": 4}))
+    with pytest.raises(ValueError, match=r"encoder_stride.*\(8, 8\).*got encoder_stride=4"):
+        model(torch.randn(2, 3, 32, 32), bool_masked_pos=torch.zeros(2, 256, dtype=torch.bool))
+
+
+def test_absolute_positions_need_interpolation_at_another_size():
+    model = hubformers.SwinModel(hubformers.SwinConfig(**TINY_SWIN, use_absolute_embeddings=True)).eval()
+    with pytest.raises(ValueError, match=r"\(16, 16\) patch grid, got \(20, 16\).*interpolate_pos_encoding"):
+        model(torch.randn(1, 3, 40, 32))
+    assert model(torch.randn(1, 3, 40, 32), interpolate_pos_encoding=True).last_hidden_state.shape == (1, 20, 64)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(window_size=0), "`window_size` must be positive, got 0"),
+        (dict(window_size=-7), "`window_size` must be positive, got -7"),
+        (dict(depths=[2, 0, 2]), r"`depths` must be positive, got \[2, 0, 2\]"),
+        (dict(depths=[2, 2]), r"one value per stage, got 2 depths \[2, 2\] and 3 head counts \[2, 2, 4\]"),
+        (dict(num_heads=[3, 2, 4]), r"`stage 1 width` \(16\) must be divisible by `num_heads\[0\]` \(3\)"),
+        (dict(embed_dim=0), "`embed_dim` must be positive, got 0"),
+        (dict(drop_path_rate=1.0), r"must be in \[0, 1\), got 1.0"),
+        (dict(hidden_act="swishy"), "`hidden_act` must be one of .*got 'swishy'"),
+        (dict(out_features=["stage9"]), "out_features must be a subset of stage_names"),
+    ],
+)
+def test_bad_config_values(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        hubformers.SwinConfig(**{**TINY_SWIN, **overrides})

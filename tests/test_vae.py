@@ -1,0 +1,262 @@
+"""VAE: parity with diffusers' AutoencoderKL on the same weights, the ELBO and its parts, the importance-weighted
+log-likelihood, sampling/interpolation, scaling, exact seam-free tiling, batch slicing, the image processor,
+the Auto classes and clear errors on bad input."""
+
+
+import PIL.Image
+import pytest
+import torch
+from conftest import max_abs_diff
+from diffusers import AutoencoderKL
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+import hubformers
+
+TINY_CONV = dict(
+    architecture="conv",
+    num_channels=3,
+    image_size=16,
+    likelihood="gaussian",
+    block_out_channels=[8, 16, 16],
+    layers_per_block=1,
+    norm_num_groups=4,
+    latent_channels=4,
+)
+TINY_MLP = dict(architecture="mlp", num_channels=1, image_size=8, hidden_size=32, latent_size=3)
+TOL = 1e-5
+
+
+def diffusers_reference(config: hubformers.VAEConfig, **overrides) -> AutoencoderKL:
+    blocks = len(config.block_out_channels)
+    return AutoencoderKL(
+        in_channels=config.num_channels,
+        out_channels=config.num_channels,
+        down_block_types=["DownEncoderBlock2D"] * blocks,
+        up_block_types=["UpDecoderBlock2D"] * blocks,
+        block_out_channels=config.block_out_channels,
+        layers_per_block=config.layers_per_block,
+        norm_num_groups=config.norm_num_groups,
+        latent_channels=config.latent_channels,
+        mid_block_add_attention=config.mid_block_add_attention,
+        use_quant_conv=config.use_quant_conv,
+        use_post_quant_conv=config.use_post_quant_conv,
+        **overrides,
+    ).eval()
+
+
+def conv_pair(**overrides):
+    """Our conv VAE and diffusers' AutoencoderKL with the same random weights (loaded under the same names)."""
+    ours = hubformers.VAEModel(hubformers.VAEConfig(**{**TINY_CONV, **overrides})).eval()
+    reference = diffusers_reference(ours.config)
+    reference.load_state_dict(ours.state_dict(), strict=True)
+    return ours, reference
+
+
+def images(batch=2, channels=3, height=16, width=24, low=-1.0):
+    return torch.rand(batch, channels, height, width) * (1.0 - low) + low
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"mid_block_add_attention": False}, {"use_quant_conv": False, "use_post_quant_conv": False}],
+    ids=["attention", "no-attention", "no-quant-conv"],
+)
+def test_conv_matches_diffusers(overrides):
+    ours, reference = conv_pair(**overrides)
+    x = images()
+    with torch.no_grad():
+        expected = reference.encode(x).latent_dist
+        got = ours.encode(x)
+        assert max_abs_diff(expected.mean, got.latent_mean) <= TOL
+        assert max_abs_diff(expected.logvar, got.latent_logvar) <= TOL
+        assert max_abs_diff(reference.decode(expected.mean).sample, ours.decode(got.latents)) <= TOL
+        assert max_abs_diff(reference(x).sample, ours.reconstruct(x)) <= TOL
+
+
+def test_posterior_sample_matches_diffusers_with_the_same_generator():
+    ours, reference = conv_pair()
+    x = images()
+    with torch.no_grad():
+        expected = reference.encode(x).latent_dist.sample(generator=torch.Generator().manual_seed(3))
+        got = ours.encode(x, sample_posterior=True, generator=torch.Generator().manual_seed(3)).latents
+    assert max_abs_diff(expected, got) <= TOL
+
+
+def test_scaling_and_shift_are_applied_by_encode_and_decode():
+    ours, _ = conv_pair(scaling_factor=0.25, shift_factor=0.5)
+    x = images()
+    with torch.no_grad():
+        plain, scaled = ours.encode(x).latents, ours.encode(x, scaled=True).latents
+        assert max_abs_diff(scaled, (plain - 0.5) * 0.25) <= TOL
+        assert max_abs_diff(ours.decode(scaled, scaled=True), ours.decode(plain)) <= TOL
+
+
+def test_forward_returns_the_negative_elbo_and_its_parts():
+    model = hubformers.VAEModel(hubformers.VAEConfig(**TINY_MLP, beta=0.5)).eval()
+    x = images(4, 1, 8, 8, low=0.0)
+    out = model(x, generator=torch.Generator().manual_seed(0))
+    mean, logvar = out.latent_mean, out.latent_logvar
+    kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum(1)
+    # the KL in closed form against a Monte-Carlo estimate of E_q[log q(z|x) - log p(z)]
+    draws = mean + (0.5 * logvar).exp() * torch.randn(20000, *mean.shape)
+    log_q = torch.distributions.Normal(mean, (0.5 * logvar).exp()).log_prob(draws).sum(-1)
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(draws).sum(-1)
+    assert torch.allclose((log_q - log_p).mean(0), kl, atol=0.05)
+    logits = model.decoder_output(out.latents)
+    bernoulli = -torch.distributions.Bernoulli(logits=logits, validate_args=False).log_prob(x).flatten(1).sum(1)
+    assert abs(out.reconstruction_loss.item() - bernoulli.mean().item()) <= 1e-4
+    assert abs(out.kl_loss.item() - kl.mean().item()) <= 1e-5
+    assert abs(out.loss.item() - (bernoulli + 0.5 * kl).mean().item()) <= 1e-4
+    assert torch.equal(out.reconstruction, torch.sigmoid(logits))
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_gaussian_likelihood_in_nats():
+    model = hubformers.VAEModel(hubformers.VAEConfig(**{**TINY_MLP, "likelihood": "gaussian", "gaussian_std": 0.3}))
+    x = images(3, 1, 8, 8)
+    decoded = torch.randn(3, 1, 8, 8)
+    expected = -torch.distributions.Normal(decoded, 0.3).log_prob(x).flatten(1).sum(1)
+    assert max_abs_diff(model.negative_log_likelihood(x, decoded), expected) <= 1e-4
+
+
+def test_importance_weighted_log_likelihood_is_the_elbo_at_one_sample_and_rises_with_more():
+    model = hubformers.VAEModel(hubformers.VAEConfig(**TINY_MLP)).eval()
+    # a posterior far from the prior, as after training, so the bound is loose at k=1
+    with torch.no_grad():
+        model.encoder.moments.bias[:3] = 1.5
+    x = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    draws = 4000
+    repeated = x.repeat(draws, 1, 1, 1)  # (draws * 2, 1, 8, 8)
+    with torch.no_grad():
+        iw1 = model.log_likelihood(repeated, 1).view(draws, 2)
+        posterior = model.encode(repeated, sample_posterior=True)
+        mean, logvar = posterior.latent_mean, posterior.latent_logvar
+        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum(1)
+        elbo = -(model.negative_log_likelihood(repeated, model.decoder_output(posterior.latents)) + kl).view(draws, 2)
+        iw100 = model.log_likelihood(x.repeat(20, 1, 1, 1), 100).view(20, 2)
+    standard_error = ((iw1.var(0) + elbo.var(0)) / draws).sqrt().max().item()
+    assert (iw1.mean(0) - elbo.mean(0)).abs().max().item() <= 4 * standard_error
+    assert (iw100.mean(0) > iw1.mean(0) + 10 * standard_error).all()
+
+
+def test_sample_reconstruct_and_interpolate():
+    model = hubformers.VAEModel(hubformers.VAEConfig(**TINY_CONV)).eval()
+    with torch.no_grad():
+        first = model.sample(3, generator=torch.Generator().manual_seed(1))
+        again = model.sample(3, generator=torch.Generator().manual_seed(1))
+        other = model.sample(2, generator=torch.Generator().manual_seed(2), height=32, width=8)
+        x = images(2, 3, 16, 16)
+        path = model.interpolate(x[0], x[1], steps=5)
+        ends = model.decode(model.encode(x).latent_mean)
+    assert first.shape == (3, 3, 16, 16) and torch.equal(first, again)
+    assert other.shape == (2, 3, 32, 8)
+    assert path.shape == (5, 3, 16, 16)
+    assert max_abs_diff(path[0], ends[0]) <= TOL and max_abs_diff(path[-1], ends[1]) <= TOL
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model = hubformers.VAEModel(hubformers.VAEConfig(**TINY_CONV)).train()
+    x = images(2, 3, 16, 16)
+
+    def gradients():
+        model.zero_grad()
+        model(x, generator=torch.Generator().manual_seed(0)).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    plain = gradients()
+    model.gradient_checkpointing_enable()
+    checkpointed = gradients()
+    assert all(max_abs_diff(plain[name], checkpointed[name]) <= 1e-5 for name in plain)
+
+
+def test_batch_slicing_gives_the_same_result():
+    model = hubformers.VAEModel(hubformers.VAEConfig(**TINY_CONV)).eval()
+    x = images(5)
+    with torch.no_grad():
+        latents = model.encode(x).latents
+        assert max_abs_diff(model.encode(x, slice_size=2).latents, latents) <= TOL
+        assert max_abs_diff(model.decode(latents, slice_size=2), model.decode(latents)) <= TOL
+
+
+def test_tiled_decode_and_encode_match_untiled():
+    """Tiles share the GroupNorm statistics of the whole image, and each sees its stage's receptive field: tiled ==
+    untiled up to rounding (diffusers' seams are measured in test_vae_scripts)."""
+    model = hubformers.VAEModel(hubformers.VAEConfig(**{**TINY_CONV, "block_out_channels": [8, 16]})).eval()
+    latents = torch.randn(1, 4, 20, 14)
+    x = images(1, 3, 36, 28)
+    with torch.no_grad():
+        untiled = model.decode(latents)
+        assert max_abs_diff(model.decode(latents, tiled=True, tile_size=6), untiled) <= 1e-4 * (untiled.max() - untiled.min())
+        assert max_abs_diff(model.encode(x, tiled=True, tile_size=6).latent_mean, model.encode(x).latent_mean) <= 1e-4
+
+
+def test_image_processor_round_trip():
+    processor = hubformers.VAEImageProcessor.for_config(hubformers.VAEConfig(**TINY_CONV))
+    picture = (torch.rand(3, 16, 16) * 255).to(torch.uint8)
+    pixel_values = processor(picture, return_tensors="pt").pixel_values
+    assert pixel_values.shape == (1, 3, 16, 16)
+    assert pixel_values.min() >= -1 and pixel_values.max() <= 1
+    back = processor.postprocess(pixel_values)[0]
+    assert back.size == (16, 16) and back.mode == "RGB"
+    assert (torch.tensor(list(back.getdata())).T.reshape(3, 16, 16) - picture.long()).abs().max() <= 1
+
+    gray = hubformers.VAEImageProcessorPil.for_config(hubformers.VAEConfig(**TINY_MLP))
+    digit = PIL.Image.fromarray(torch.randint(0, 256, (8, 8), dtype=torch.uint8).numpy(), mode="L")
+    digits = gray(digit, return_tensors="pt").pixel_values
+    assert digits.shape == (1, 1, 8, 8) and digits.min() >= 0 and digits.max() <= 1
+    assert gray.postprocess(digits)[0].mode == "L"
+
+
+def test_auto_classes_and_save_load(tmp_path):
+    model = hubformers.VAEModel(hubformers.VAEConfig(**TINY_CONV)).eval()
+    model.save_pretrained(tmp_path)
+    hubformers.VAEImageProcessor.for_config(model.config).save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), hubformers.VAEConfig)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, hubformers.VAEModel)
+    assert isinstance(AutoImageProcessor.from_pretrained(tmp_path), hubformers.VAEImageProcessor)
+    x = images()
+    with torch.no_grad():
+        assert torch.equal(loaded.reconstruct(x), model.reconstruct(x))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"architecture": "transformer"}, "architecture"),
+        ({"likelihood": "poisson"}, "likelihood"),
+        ({"beta": -1.0}, "beta"),
+        ({"block_out_channels": [8, 10]}, "norm_num_groups"),
+        ({"image_size": 18}, "downsampling_factor"),
+        ({"latent_channels": 0}, "latent_channels"),
+        ({"hidden_act": "nope"}, "hidden_act"),
+        ({"tile_overlap": -1}, "tile_overlap"),
+    ],
+)
+def test_invalid_config(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        hubformers.VAEConfig(**{**TINY_CONV, **overrides})
+
+
+def test_bad_input():
+    conv = hubformers.VAEModel(hubformers.VAEConfig(**TINY_CONV))
+    mlp = hubformers.VAEModel(hubformers.VAEConfig(**TINY_MLP))
+    with pytest.raises(ValueError, match=r"pixel values in \[-1, 1\]"):
+        conv(images() * 3)
+    with pytest.raises(ValueError, match=r"pixel values in \[0, 1\]"):
+        mlp(images(2, 1, 8, 8))  # the Bernoulli likelihood needs [0, 1]
+    with pytest.raises(ValueError, match="3 channels"):
+        conv(images(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="divisible by the down-sampling factor 4"):
+        conv(images(2, 3, 16, 18))
+    with pytest.raises(ValueError, match="8x8"):
+        mlp(images(2, 1, 16, 16, low=0.0))
+    with pytest.raises(ValueError, match="floating point"):
+        conv(torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="latents"):
+        conv.decode(torch.randn(2, 3, 4, 4))
+    with pytest.raises(ValueError, match="architecture='conv'"):
+        mlp.decode(torch.randn(2, 3), tiled=True)
+    with pytest.raises(ValueError, match="num_samples"):
+        mlp.log_likelihood(images(2, 1, 8, 8, low=0.0), 0)
