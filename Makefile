@@ -25,12 +25,12 @@ test-slow: install-test
 	$(BIN)/python -m pytest -q -m slow
 
 benchmark: install-test
-	$(BIN)/hubformers benchmark vit
+	for model in vit swin clip vae longformer; do $(BIN)/hubformers benchmark $$model || exit 1; done
 
 # Issue 7's demo: train a VAE, CLIP and a judging ViT on digits, then draw every digit from its prompt.
 text-to-image: $(BIN)/python
 	$(BIN)/pip install -q -e '.[clip]'
-	$(BIN)/hubformers train vae --dataset digits --output-dir outputs/vae-digits
+	$(BIN)/hubformers train vae --dataset digits --latent-size 8 --epochs 300 --output-dir outputs/vae-digits
 	$(BIN)/hubformers train clip --output-dir outputs/clip-digits
 	$(BIN)/hubformers train vit --output-dir outputs/vit-digits
 	$(BIN)/hubformers evaluate-generation --clip outputs/clip-digits --vae outputs/vae-digits \

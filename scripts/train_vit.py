@@ -8,12 +8,13 @@ It runs as it is under `torchrun --nproc_per_node N` (gloo on CPUs); rank 0 writ
 """
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers import EvalPrediction, Trainer, set_seed
+from transformers import EvalPrediction, PretrainedConfig, PreTrainedModel, Trainer, set_seed
 from transformers.utils import is_torchvision_available
 
 from hubformers import ViTConfig, ViTForImageClassification, ViTImageProcessor, ViTImageProcessorPil, __version__
@@ -102,10 +103,9 @@ def accuracy(prediction: EvalPrediction) -> dict[str, float]:
 def card_values(
     args: argparse.Namespace, dataset: ImageDataset, trainer: Trainer, train_metrics: dict, test_metrics: dict
 ) -> dict:
-    """What `model_cards/vit.md` asks for."""
+    """What every image classifier's model card asks for: the data, the accuracy, the training run."""
     repo_id = args.push_to_hub or str(args.output_dir)
     model, world_size = trainer.model, trainer.args.world_size
-    config = model.config
     return dict(
         model_name=repo_id.rstrip("/").split("/")[-1],
         repo_id=repo_id,
@@ -119,12 +119,8 @@ def card_values(
         accuracy=round(test_metrics["test_accuracy"], 4),
         accuracy_percent=f"{test_metrics['test_accuracy']:.2%}",
         image_size=IMAGE_SIZE,
-        patch_size=config.patch_size,
+        patch_size=model.config.patch_size,
         model_size=args.model_size,
-        hidden_size=config.hidden_size,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
         num_parameters=f"{model.num_parameters():,}",
         epochs=f"{args.epochs:g}",
         batch_size=args.batch_size * world_size,
@@ -139,8 +135,25 @@ def card_values(
     )
 
 
-def main(args: argparse.Namespace) -> None:
-    args.output_dir = args.output_dir or Path(f"outputs/vit-{args.dataset}")
+def vit_card_values(config: ViTConfig) -> dict:
+    """What `model_cards/vit.md` asks for beyond `card_values`."""
+    return dict(
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+    )
+
+
+def train_image_classifier(
+    args: argparse.Namespace,
+    architecture: str,
+    new_model: Callable[[list[str]], PreTrainedModel],
+    architecture_card_values: Callable[[PretrainedConfig], dict],
+) -> None:
+    """What `hubformers train vit` and `train swin` share: data, Trainer, test accuracy, the folder and its
+    model card (`model_cards/ARCHITECTURE.md`), and the push. `new_model(class_names)` builds the classifier."""
+    args.output_dir = args.output_dir or Path(f"outputs/{architecture}-{args.dataset}")
     set_seed(args.seed)  # before the model is built: the seed fixes the initial weights too
     dataset = load_image_dataset(args.dataset)
     processor = new_image_processor()
@@ -149,7 +162,7 @@ def main(args: argparse.Namespace) -> None:
         train_images, train_labels = train_images[: args.max_train_samples], train_labels[: args.max_train_samples]
     train_set = ClassificationDataset(processor, train_images, train_labels)
     test_set = ClassificationDataset(processor, dataset.test_images, dataset.test_labels)
-    model = new_model(args.model_size, dataset.class_names)
+    model = new_model(dataset.class_names)
 
     trainer = Trainer(
         model=model,
@@ -165,8 +178,13 @@ def main(args: argparse.Namespace) -> None:
         return
     trainer.save_metrics("test", test_metrics, combined=False)
     values = card_values(args, dataset, trainer, train_metrics, test_metrics)
-    write_model_card("vit", values, args.output_dir / "README.md")
+    values.update(architecture_card_values(trainer.model.config))
+    write_model_card(architecture, values, args.output_dir / "README.md")
     print(f"test accuracy: {test_metrics['test_accuracy']:.4f} on {len(test_set):,} {dataset.name} test images")
     print(f"model saved to {args.output_dir}")
     if args.push_to_hub:
         print(f"pushed to {push_folder(args.output_dir, args.push_to_hub)}")
+
+
+def main(args: argparse.Namespace) -> None:
+    train_image_classifier(args, "vit", lambda class_names: new_model(args.model_size, class_names), vit_card_values)
