@@ -173,12 +173,12 @@ def test_generate_command_writes_the_png(clip_parts, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_end_to_end_on_trained_models(tmp_path):
-    """A smaller version of the README's demo: train the three models on digits with `hubformers train`, then
-    generate three digits with two seeds each and let the ViT judge."""
+    """A smaller version of the README's demo (`make text-to-image`): train the three models on digits with its
+    `hubformers train` commands, then draw three digits with two seeds each and let the ViT judge."""
     folders = {arch: tmp_path / arch for arch in ("vae", "clip", "vit")}
-    cli.main(["train", "vae", "--dataset", "digits", "--latent-size", "8", "--epochs", "100", "--output-dir",
+    cli.main(["train", "vae", "--dataset", "digits", "--latent-size", "8", "--epochs", "300", "--output-dir",
               str(folders["vae"])])  # fmt: skip
-    cli.main(["train", "clip", "--epochs", "10", "--output-dir", str(folders["clip"])])
+    cli.main(["train", "clip", "--output-dir", str(folders["clip"])])
     cli.main(["train", "vit", "--output-dir", str(folders["vit"])])
     out = tmp_path / "grid.png"
     cli.main(["evaluate-generation", "--clip", str(folders["clip"]), "--vae", str(folders["vae"]), "--classifier",
