@@ -9,9 +9,7 @@ uploads the folder. It runs as it is under `torchrun --nproc_per_node N` (gloo o
 import argparse
 
 from hubformers import SwinConfig, SwinForImageClassification
-from hubformers.scripts.data import LOADERS
-from hubformers.scripts.train_vit import IMAGE_SIZE, train_image_classifier
-from hubformers.scripts.training import add_training_arguments
+from hubformers.scripts.train_vit import IMAGE_SIZE, add_image_classification_arguments, train_image_classifier
 
 # CPU-sized presets, far smaller than Swin-T: on 32x32 images 2x2 patches give a 16x16 map, windows of 4x4
 # patches (shifted by 2), and each stage halves the map: 16 -> 8 (-> 4).
@@ -24,25 +22,11 @@ DROP_PATH_RATE = 0.1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        choices=sorted(LOADERS),
-        default="digits",
-        help="Training data, never downloaded: scikit-learn's digits (default), or Fashion-MNIST from the Debian "
-        "package dataset-fashion-mnist.",
+    sizes_help = "; ".join(
+        f"{name}: width {s['embed_dim']}, depths {s['depths']}, heads {s['num_heads']}, window {s['window_size']}"
+        for name, s in MODEL_SIZES.items()
     )
-    parser.add_argument(
-        "--model-size",
-        choices=list(MODEL_SIZES),
-        default="small",
-        help="; ".join(
-            f"{name}: width {s['embed_dim']}, depths {s['depths']}, heads {s['num_heads']}, window {s['window_size']}"
-            for name, s in MODEL_SIZES.items()
-        )
-        + f" ({IMAGE_SIZE}x{IMAGE_SIZE} images, 2x2 patches). Default: %(default)s.",
-    )
-    add_training_arguments(parser, epochs=15, batch_size=64, learning_rate=1e-3)
-    parser.add_argument("--max-train-samples", type=int, help="Train on the first N training images only.")
+    add_image_classification_arguments(parser, MODEL_SIZES, f"{sizes_help} ({IMAGE_SIZE}x{IMAGE_SIZE} images, 2x2 patches).")
 
 
 def new_model(model_size: str, class_names: list[str]) -> SwinForImageClassification:

@@ -40,7 +40,8 @@ IMAGE_SIZE = 32
 WEIGHT_DECAY = 0.05
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_image_classification_arguments(parser: argparse.ArgumentParser, model_sizes: dict, sizes_help: str) -> None:
+    """The options `hubformers train vit` and `train swin` share; `sizes_help` describes the `--model-size` presets."""
     parser.add_argument(
         "--dataset",
         choices=sorted(LOADERS),
@@ -49,18 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "package dataset-fashion-mnist.",
     )
     parser.add_argument(
-        "--model-size",
-        choices=list(MODEL_SIZES),
-        default="small",
-        help="; ".join(
-            f"{name}: {s['hidden_size']} wide, {s['num_hidden_layers']} layers, {s['num_attention_heads']} heads, "
-            f"{s['patch_size']}x{s['patch_size']} patches"
-            for name, s in MODEL_SIZES.items()
-        )
-        + f" (on {IMAGE_SIZE}x{IMAGE_SIZE} images). Default: %(default)s.",
+        "--model-size", choices=list(model_sizes), default="small", help=f"{sizes_help} Default: %(default)s."
     )
     add_training_arguments(parser, epochs=15, batch_size=64, learning_rate=1e-3)
     parser.add_argument("--max-train-samples", type=int, help="Train on the first N training images only.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sizes_help = "; ".join(
+        f"{name}: {s['hidden_size']} wide, {s['num_hidden_layers']} layers, {s['num_attention_heads']} heads, "
+        f"{s['patch_size']}x{s['patch_size']} patches"
+        for name, s in MODEL_SIZES.items()
+    )
+    add_image_classification_arguments(parser, MODEL_SIZES, f"{sizes_help} (on {IMAGE_SIZE}x{IMAGE_SIZE} images).")
 
 
 def new_image_processor() -> ViTImageProcessor | ViTImageProcessorPil:

@@ -44,7 +44,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from .checks import check_classification_labels, check_pixel_values
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
-from .modeling_vit import eager_attention_forward
+from .modeling_vit import eager_attention_forward, simmim_decoder
 
 
 def is_static(*sizes) -> bool:
@@ -580,10 +580,7 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
     def __init__(self, config: SwinConfig):
         super().__init__(config)
         self.swin = SwinModel(config, add_pooling_layer=False, use_mask_token=True)
-        self.decoder = nn.Sequential(
-            nn.Conv2d(config.hidden_size, config.encoder_stride**2 * config.num_channels, kernel_size=1),
-            nn.PixelShuffle(config.encoder_stride),
-        )
+        self.decoder = simmim_decoder(config.hidden_size, config.encoder_stride, config.num_channels)
         self.post_init()
 
     @can_return_tuple

@@ -314,6 +314,11 @@ class ViTForImageClassification(ViTPreTrainedModel):
         )
 
 
+def simmim_decoder(hidden_size: int, stride: int, num_channels: int) -> nn.Sequential:
+    """SimMIM's one-layer prediction head: a 1x1 conv to stride^2 x channels, then pixel shuffle up by stride."""
+    return nn.Sequential(nn.Conv2d(hidden_size, stride**2 * num_channels, kernel_size=1), nn.PixelShuffle(stride))
+
+
 class ViTForMaskedImageModeling(ViTPreTrainedModel):
     """SimMIM: masked patches are replaced by a learned token and a 1x1 conv + pixel shuffle predicts the
     pixels; the loss is the L1 error on masked pixels only (SimMIM Section 3)."""
@@ -321,10 +326,7 @@ class ViTForMaskedImageModeling(ViTPreTrainedModel):
     def __init__(self, config: ViTConfig):
         super().__init__(config)
         self.vit = ViTModel(config, add_pooling_layer=False, use_mask_token=True)
-        self.decoder = nn.Sequential(
-            nn.Conv2d(config.hidden_size, config.encoder_stride**2 * config.num_channels, kernel_size=1),
-            nn.PixelShuffle(config.encoder_stride),
-        )
+        self.decoder = simmim_decoder(config.hidden_size, config.encoder_stride, config.num_channels)
         self.post_init()
 
     @can_return_tuple
