@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{name}: width {s['embed_dim']}, depths {s['depths']}, heads {s['num_heads']}, window {s['window_size']}"
         for name, s in MODEL_SIZES.items()
     )
-    add_image_classification_arguments(parser, MODEL_SIZES, f"{sizes_help} ({IMAGE_SIZE}x{IMAGE_SIZE} images, 2x2 patches).")
+    image_help = f"({IMAGE_SIZE}x{IMAGE_SIZE} images, 2x2 patches)."
+    add_image_classification_arguments(parser, MODEL_SIZES, f"{sizes_help} {image_help}")
 
 
 def new_model(model_size: str, class_names: list[str]) -> SwinForImageClassification:
