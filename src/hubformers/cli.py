@@ -12,7 +12,7 @@ COMMANDS = {
     "train": ("train", "Train a model with transformers' Trainer and leave a Hub-ready folder."),
     "convert": ("convert", "Convert a checkpoint from another library into a hubformers folder."),
     "benchmark": ("benchmark", "Time hubformers against the reference implementations on the same weights."),
-    "visualize-attention": ("visualize_attention", "Draw a ViT's attention maps over an image."),
+    "visualize-attention": ("visualize_attention", "Draw a ViT's or Swin's attention maps over an image."),
     "zero-shot": ("zero_shot", "Rank text labels for an image with a CLIP model."),
     "generate": ("generate", "Draw an image from a text prompt with a VAE guided by CLIP."),
     "evaluate-generation": ("evaluate_generation", "Score text-to-image with a classifier that took no part."),

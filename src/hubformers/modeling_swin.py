@@ -92,7 +92,9 @@ def window_partition(feature_map: torch.Tensor, window: int) -> torch.Tensor:
     """(batch, height, width, C) -> (batch * num_windows, window * window, C), windows in row-major order."""
     batch, height, width, channels = feature_map.shape
     windows = feature_map.view(batch, height // window, window, width // window, window, channels)
-    return windows.transpose(2, 3).reshape(-1, window * window, channels)
+    # explicit sizes, not -1: under export a size inferred by division adds divisibility guards
+    num_windows = batch * (height // window) * (width // window)
+    return windows.transpose(2, 3).reshape(num_windows, window * window, channels)
 
 
 @cache_when_static
@@ -112,7 +114,9 @@ def raster_order(height: int, width: int, window: int, shift: int, crop_h: int, 
     order = window_order(height, width, window, shift, device)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=device)
-    return inverse.view(height, width)[:crop_h, :crop_w].flatten()
+    # a gather, not a slice of the (height, width) view: slicing branches on whether the crop is the whole map
+    kept = torch.arange(crop_h, device=device)[:, None] * width + torch.arange(crop_w, device=device)[None, :]
+    return inverse[kept.flatten()]
 
 
 def resize_bias_table(table: torch.Tensor, num_rows: int) -> torch.Tensor:
@@ -178,7 +182,7 @@ class SwinPatchEmbeddings(nn.Module):
             raise ValueError(
                 f"An image must span at least one patch ({patch_h}x{patch_w} pixels), got {height}x{width}."
             )
-        if height % patch_h or width % patch_w or not is_static(height, width):
+        if not is_static(height, width) or height % patch_h or width % patch_w:
             pixel_values = F.pad(pixel_values, (0, -width % patch_w, 0, -height % patch_h))
         return self.projection(pixel_values.to(self.projection.weight.dtype))  # (batch, C, grid_h, grid_w)
 
@@ -363,11 +367,12 @@ class SwinLayer(GradientCheckpointingLayer):
         # (batch, H * W, C) -> padded (batch, H', W', C) -> shifted windows (batch * num_windows, window^2, C)
         normed = self.layernorm_before(hidden_states)
         pad_h, pad_w = -height % window, -width % window
-        if pad_h or pad_w or not is_static(height, width):
+        if not is_static(height, width) or pad_h or pad_w:
             normed = F.pad(normed.view(batch, height, width, channels), (0, 0, 0, pad_w, 0, pad_h)).flatten(1, 2)
         padded_h, padded_w = height + pad_h, width + pad_w
         order = window_order(padded_h, padded_w, window, shift, normed.device)
-        windows = normed.index_select(1, order).view(-1, window * window, channels)
+        num_windows = batch * (padded_h // window) * (padded_w // window)
+        windows = normed.index_select(1, order).view(num_windows, window * window, channels)
 
         mask = self.attention.additive_mask(padded_h, padded_w, window, shift, windows.dtype)
         if shift:  # one mask per window position: repeat it for every image of the batch
@@ -376,7 +381,7 @@ class SwinLayer(GradientCheckpointingLayer):
 
         # windows -> un-shifted (batch, H * W, C) without the padding, in one gather
         order = raster_order(padded_h, padded_w, window, shift, height, width, normed.device)
-        attended = attended.view(batch, -1, channels).index_select(1, order)
+        attended = attended.view(batch, padded_h * padded_w, channels).index_select(1, order)
         hidden_states = hidden_states + self.drop_path(self.dropout(attended))
         mlp_out = self.dropout(self.mlp(self.layernorm_after(hidden_states)))
         return hidden_states + self.drop_path(mlp_out), weights
@@ -394,11 +399,12 @@ class SwinPatchMerging(nn.Module):
         height, width = input_dimensions
         batch, _, channels = hidden_states.shape
         feature_map = hidden_states.view(batch, height, width, channels)
-        if height % 2 or width % 2 or not is_static(height, width):
+        if not is_static(height, width) or height % 2 or width % 2:
             feature_map = F.pad(feature_map, (0, 0, 0, width % 2, 0, height % 2))
         # (batch, 2h, 2w, C) -> (batch, h * w, 4C), neighbours ordered (0,0), (1,0), (0,1), (1,1)
-        merged = feature_map.view(batch, (height + 1) // 2, 2, (width + 1) // 2, 2, channels)
-        merged = merged.permute(0, 1, 3, 4, 2, 5).reshape(batch, -1, 4 * channels)
+        half_h, half_w = (height + 1) // 2, (width + 1) // 2
+        merged = feature_map.view(batch, half_h, 2, half_w, 2, channels)
+        merged = merged.permute(0, 1, 3, 4, 2, 5).reshape(batch, half_h * half_w, 4 * channels)
         return self.reduction(self.norm(merged))
 
 
@@ -445,7 +451,7 @@ def final_grid(config: SwinConfig, height: int, width: int) -> tuple[int, int]:
 
 def to_feature_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(batch, height * width, C) -> (batch, C, height, width)."""
-    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
 
 
 class SwinPreTrainedModel(PreTrainedModel):
