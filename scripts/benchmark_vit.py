@@ -22,7 +22,8 @@ from hubformers.scripts.convert_timm import convert_timm_vit, import_timm
 
 def vit_forward_flops(config: ViTConfig, batch_size: int) -> float:
     """2 x the multiply-adds of the patch convolution, the projections, the attention products and the
-    head on the class token; norms, softmax and GELU are left out (a few % of the time, no matmul)."""
+    head on the class token; norms, softmax and GELU are left out (a few % of the time, no matmul). This is
+    the peers' work: ours computes the class token alone in the last layer, so its GFLOP/s are effective."""
     (grid_h, grid_w), (patch_h, patch_w) = config.grid_size, to_pair(config.patch_size)
     patches, width = grid_h * grid_w, config.hidden_size
     tokens = patches + 1

@@ -22,7 +22,9 @@ def reference_and_ours(tmp_path, reference_class, our_class, **overrides):
 
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
 def test_classifier_matches_transformers(tmp_path, attn_implementation):
-    reference, ours = reference_and_ours(tmp_path, transformers.ViTForImageClassification, hubformers.ViTForImageClassification)
+    reference, ours = reference_and_ours(
+        tmp_path, transformers.ViTForImageClassification, hubformers.ViTForImageClassification
+    )
     ours.set_attn_implementation(attn_implementation)
     pixel_values = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -32,6 +34,23 @@ def test_classifier_matches_transformers(tmp_path, attn_implementation):
     assert len(got.hidden_states) == len(expected.hidden_states) == TINY_VIT["num_hidden_layers"] + 1
     for e, g in zip(expected.hidden_states, got.hidden_states):
         assert max_abs_diff(e, g) <= TOL
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_classifier_computes_only_the_class_token_in_the_last_layer(tmp_path, attn_implementation):
+    reference, ours = reference_and_ours(
+        tmp_path, transformers.ViTForImageClassification, hubformers.ViTForImageClassification
+    )
+    ours.set_attn_implementation(attn_implementation)
+    shapes = []
+    ours.vit.layers[-1].register_forward_hook(lambda module, args, output: shapes.append(tuple(output.shape)))
+    pixel_values = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = reference(pixel_values).logits
+        got = ours(pixel_values).logits
+        all_tokens = ours(pixel_values, output_hidden_states=True).logits
+    assert shapes == [(2, 1, 32), (2, 17, 32)]  # the class token alone, then all 16 patches too
+    assert max_abs_diff(expected, got) <= TOL and max_abs_diff(all_tokens, got) <= TOL
 
 
 def test_base_model_with_pooler_matches_transformers(tmp_path):

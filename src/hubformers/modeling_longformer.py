@@ -20,7 +20,7 @@ Module and parameter names are transformers' own (`LongformerModel`), so folders
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels
+from .chunking import in_row_chunks, is_static, map_chunks
 from .configuration_longformer import LongformerConfig
 
 # --- outputs ----------------------------------------------------------------------------------------------
@@ -87,6 +88,8 @@ class AttentionMasks:
     global_index: (batch, G) positions of the global tokens, G the most in any row; rows with fewer are
         filled with other positions, whose `global_slot_bias` (batch, G) is the minimum instead of 0.
     global_slot: (batch, tokens) the column of each global token in `global_index`; G for padding.
+    band_biases: the sliding-window attention's additive masks, built by the first layer of each (window,
+        dilation) and shared by the others.
     """
 
     is_masked: torch.Tensor
@@ -95,6 +98,7 @@ class AttentionMasks:
     global_index: torch.Tensor
     global_slot_bias: torch.Tensor
     global_slot: torch.Tensor
+    band_biases: dict = field(default_factory=dict)
 
     @classmethod
     def build(cls, attention_mask: torch.Tensor, global_attention_mask: torch.Tensor, dtype: torch.dtype):
@@ -269,9 +273,9 @@ class LongformerSelfAttention(nn.Module):
         strand_length = num_windows * (self.window // dilation)
         num_blocks = num_windows * (self.window // dilation // block)
 
-        def blocks(x):  # (batch, padded, heads, dim) -> (batch * dilation * blocks, heads, block, dim)
-            x = x.view(batch_size, num_blocks, block, dilation, num_heads, -1)
-            return x.permute(0, 3, 1, 4, 2, 5).reshape(batch_size * dilation * num_blocks, num_heads, block, -1)
+        def blocks(x):  # (batch, padded, heads, dim) -> (batch, dilation, blocks, heads, block, dim), a view
+            x = x.view(batch_size, num_blocks, block, dilation, num_heads, head_dim)
+            return x.permute(0, 3, 1, 4, 2, 5)
 
         window_keys = (2 * reach + 1) * block
         lowest = torch.finfo(query.dtype).min
@@ -291,33 +295,49 @@ class LongformerSelfAttention(nn.Module):
             return x.view(batch_size, margin_length, dilation).transpose(1, 2).unfold(2, window_keys, block)
 
         global_key, global_value = self.gather_global(key, value, masks.global_index)
-
-        # keys and values of each block: the global ones, then its window
-        # (batch, dilation, blocks, heads, dim, keys) -> (batch * dilation * blocks, heads, G + keys, dim)
-        windows_k, windows_v = key_windows(key), key_windows(value)
         num_global = global_key.shape[1]
-        expand = (batch_size, dilation, num_blocks, num_heads, num_global, head_dim)
-        global_key = global_key.transpose(1, 2)[:, None, None].expand(expand)
-        global_value = global_value.transpose(1, 2)[:, None, None].expand(expand)
-        keys = torch.cat([global_key, windows_k], dim=-2).flatten(0, 2)
-        values = torch.cat([global_value, windows_v], dim=-2).flatten(0, 2)
-
-        # additive mask (batch * dilation * blocks, 1, block, G + keys): global slots, then the band
-        window_bias = bias_windows(masks.key_bias)
-        window_bias = torch.where(self.band(query.device), window_bias[..., None, :], lowest)
-        slot_bias = masks.global_slot_bias[:, None, None, None, :].expand(*window_bias.shape[:-1], num_global)
-        bias = torch.cat([slot_bias, window_bias], dim=-1).flatten(0, 2).unsqueeze(1)
-
-        query = blocks(F.pad(query, (0, 0, 0, 0, 0, padding)))
+        # (batch, G, heads, dim) -> (batch, 1, 1, heads, G, dim), to expand over the blocks of each strand
+        global_key, global_value = (x.transpose(1, 2)[:, None, None] for x in (global_key, global_value))
         dropout = self.dropout if self.training else 0.0
-        if need_weights:
-            probs = torch.softmax(query @ keys.transpose(-1, -2) + bias, dim=-1, dtype=torch.float32).to(query.dtype)
-            context = F.dropout(probs, dropout, self.training) @ values
-        else:
-            context = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias, dropout_p=dropout, scale=1.0)
 
-        # (batch * dilation * blocks, heads, block, dim) -> (batch, tokens, hidden)
-        context = context.view(batch_size, dilation, num_blocks, num_heads, block, head_dim)
+        def band_bias():  # (batch, dilation, blocks, block, G + keys): the global slots', then the band
+            window_bias = torch.where(self.band(query.device), bias_windows(masks.key_bias)[..., None, :], lowest)
+            slot_bias = masks.global_slot_bias[:, None, None, None, :].expand(*window_bias.shape[:-1], num_global)
+            return torch.cat([slot_bias, window_bias], dim=-1)
+
+        if (self.window, dilation) not in masks.band_biases:
+            masks.band_biases[self.window, dilation] = band_bias()
+
+        def attend(query, windows_k, windows_v, bias):
+            """Blocks (batch, dilation, blocks, ...) of queries, window keys and values and additive masks ->
+            (batch, dilation, blocks, heads, block, dim) context, and probabilities if asked. Each block's
+            keys and values are the global ones, then its window."""
+            shape = (*windows_k.shape[:4], num_global, head_dim)
+            keys = torch.cat([global_key.expand(shape), windows_k], dim=-2).flatten(0, 2)
+            values = torch.cat([global_value.expand(shape), windows_v], dim=-2).flatten(0, 2)
+            bias = bias.flatten(0, 2).unsqueeze(1)  # (batch * dilation * blocks, 1, block, G + keys)
+            query = query.flatten(0, 2)
+            if not need_weights:
+                context = F.scaled_dot_product_attention(query, keys, values, bias, dropout_p=dropout, scale=1.0)
+                return context.unflatten(0, shape[:3]), None
+            probs = torch.softmax(query @ keys.transpose(-1, -2) + bias, dim=-1, dtype=torch.float32).to(query.dtype)
+            return (F.dropout(probs, dropout, self.training) @ values).unflatten(0, shape[:3]), probs
+
+        inputs = (
+            blocks(query if is_static(padding) and padding == 0 else F.pad(query, (0, 0, 0, 0, 0, padding))),
+            key_windows(key),
+            key_windows(value),
+            masks.band_biases[self.window, dilation],
+        )
+        if need_weights:
+            context, probs = attend(*inputs)
+        else:
+            # blocks of a few MB at a time: whole, the keys and values of all blocks (1.5 W per query) take
+            # fresh pages from the allocator (see `chunking`)
+            block_bytes = 2 * num_heads * (num_global + window_keys) * head_dim * query.element_size()
+            context = map_chunks(lambda *chunk: attend(*chunk)[0], inputs, 2, block_bytes * batch_size * dilation)
+
+        # (batch, dilation, blocks, heads, block, dim) -> (batch, tokens, hidden)
         context = context.permute(0, 2, 4, 1, 3, 5).reshape(batch_size, padded, num_heads * head_dim)[:, :num_tokens]
         if not need_weights:
             return context, None
@@ -362,9 +382,10 @@ class LongformerSelfAttention(nn.Module):
         value_weight = self.value_global.weight.view(self.num_heads, self.head_dim, hidden_size)
         query_in_hidden = torch.einsum("bghd,hde->bhge", query, key_weight)  # (batch, heads, G, hidden)
         scores = query_in_hidden.flatten(1, 2) @ hidden_states.transpose(1, 2)  # (batch, heads * G, tokens)
-        scores = scores.view(batch_size, self.num_heads, num_global, num_tokens) + masks.key_bias.masked_fill(
-            masks.is_global, 0.0
-        )[:, None, None, :]
+        scores = (
+            scores.view(batch_size, self.num_heads, num_global, num_tokens)
+            + masks.key_bias.masked_fill(masks.is_global, 0.0)[:, None, None, :]
+        )
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(hidden_states.dtype)
         dropped = F.dropout(probs, self.dropout if self.training else 0.0, self.training)
         mixed = (dropped.flatten(1, 2) @ hidden_states).view(batch_size, self.num_heads, num_global, hidden_size)
@@ -420,6 +441,9 @@ class LongformerLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, masks: AttentionMasks, **kwargs) -> torch.Tensor:
         attended = self.attention(hidden_states, masks, **kwargs)
+        return in_row_chunks(self.feed_forward, attended, self.intermediate.dense.out_features)
+
+    def feed_forward(self, attended: torch.Tensor) -> torch.Tensor:
         return self.output(self.intermediate(attended), attended)
 
 

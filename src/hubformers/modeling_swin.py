@@ -42,14 +42,10 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels, check_pixel_values
+from .chunking import in_row_chunks, is_static
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
 from .modeling_vit import eager_attention_forward, simmim_decoder
-
-
-def is_static(*sizes) -> bool:
-    """Whether sizes are plain ints outside a compiler trace: safe to branch on and to use as a cache key."""
-    return not torch.compiler.is_compiling() and all(type(size) is int for size in sizes)
 
 
 def cache_when_static(build):
@@ -330,6 +326,9 @@ class SwinMLP(nn.Module):
         self.fc2 = nn.Linear(int(config.mlp_ratio * dim), dim)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return in_row_chunks(self.position_wise, hidden_states, self.fc1.out_features)
+
+    def position_wise(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(hidden_states)))
 
 
