@@ -99,9 +99,7 @@ BASE = dict(  # longformer-base-4096's architecture (its window of 512 in every 
 
 def models(overrides: dict, max_length: int, window: int) -> tuple[LongformerModel, torch.nn.Module]:
     """Ours with random weights, and transformers' LongformerModel loaded from our saved folder."""
-    config = LongformerConfig(
-        **{**BASE, **overrides}, attention_window=window, max_position_embeddings=max_length + 2
-    )
+    config = LongformerConfig(**{**BASE, **overrides}, attention_window=window, max_position_embeddings=max_length + 2)
     ours = LongformerModel(config, add_pooling_layer=False).eval()
     with tempfile.TemporaryDirectory() as folder:
         ours.save_pretrained(folder)
@@ -113,9 +111,20 @@ def full_attention(ours: LongformerModel) -> torch.nn.Module:
     """transformers' RoBERTa with sdpa on the same weights: the dense attention Longformer replaces."""
     c = ours.config
     config = transformers.RobertaConfig(
-        **{name: getattr(c, name) for name in ["vocab_size", "hidden_size", "num_hidden_layers",
-                                                 "num_attention_heads", "intermediate_size", "type_vocab_size",
-                                                 "layer_norm_eps", "max_position_embeddings", "pad_token_id"]},
+        **{
+            name: getattr(c, name)
+            for name in [
+                "vocab_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "type_vocab_size",
+                "layer_norm_eps",
+                "max_position_embeddings",
+                "pad_token_id",
+            ]
+        },
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
@@ -203,7 +212,9 @@ def self_attention_modules(model: torch.nn.Module, batch: dict, ours: bool) -> c
     mask = torch.zeros(batch["input_ids"].shape)
     mask[batch["global_attention_mask"] > 0] = torch.finfo(torch.float32).max
     is_global = mask > 0
-    return lambda: attention(hidden, mask, is_index_masked=mask < 0, is_index_global_attn=is_global, is_global_attn=True)
+    return lambda: attention(
+        hidden, mask, is_index_masked=mask < 0, is_index_global_attn=is_global, is_global_attn=True
+    )
 
 
 def compare_windows(args: argparse.Namespace) -> dict:
@@ -223,7 +234,13 @@ def compare_windows(args: argparse.Namespace) -> dict:
     small, large = min(args.windows), max(args.windows)
     ratios = {
         part: medians[f"{part} w{small}"] / medians[f"{part} w{large}"]
-        for part in ["ours attention", "ours self-attention", "transformers self-attention", "ours model", "transformers model"]
+        for part in [
+            "ours attention",
+            "ours self-attention",
+            "transformers self-attention",
+            "ours model",
+            "transformers model",
+        ]
     }
     return {"length": args.length, "windows": args.windows, "median_s": medians, f"w{small}_over_w{large}": ratios}
 
@@ -284,7 +301,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention-window", type=int, default=512, help="Default: %(default)s.")
     parser.add_argument("--global-tokens", type=int, default=1, help="leading global tokens. Default: %(default)s.")
     parser.add_argument(
-        "--config", type=json_object, default={}, help='LongformerConfig overrides, e.g. \'{"num_hidden_layers": 2}\''
+        "--config", type=json_object, default={}, help="LongformerConfig overrides, e.g. '{\"num_hidden_layers\": 2}'"
     )
 
 
@@ -308,8 +325,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.windows:
         results = compare_windows(args)
     else:
-        parser.error("pass --sweep LENGTH... or --windows WINDOW... (the ours-vs-transformers table is "
-                     "`hubformers benchmark longformer`)")
+        parser.error(
+            "pass --sweep LENGTH... or --windows WINDOW... (the ours-vs-transformers table is "
+            "`hubformers benchmark longformer`)"
+        )
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -92,7 +92,9 @@ def channel_list(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(batch_size=1)  # one 256x256 image, as the issue's target is stated
-    parser.add_argument("--channels", type=channel_list, default=[128, 256, 512, 512], help="block_out_channels, comma-separated")
+    parser.add_argument(
+        "--channels", type=channel_list, default=[128, 256, 512, 512], help="block_out_channels, comma-separated"
+    )
     parser.add_argument("--layers-per-block", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=256, help="image side")
 
@@ -123,7 +125,10 @@ with torch.no_grad():
 
 def decode_peak_mib(settings: dict, tiled: bool) -> float:
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps({**settings, "tiled": tiled})], capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, json.dumps({**settings, "tiled": tiled})],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
 
@@ -136,7 +141,9 @@ def tiling_differences(settings: dict) -> dict[str, float]:
     # diffusers' tiles are `sample_size` (= image_size) pixels: the same as ours
     model = new_model(settings["channels"], settings["layers_per_block"], factor * settings["tile_size"])
     reference = diffusers_twin(model)
-    latents = torch.randn(1, 4, settings["latent_size"], settings["latent_size"], generator=torch.Generator().manual_seed(1))
+    latents = torch.randn(
+        1, 4, settings["latent_size"], settings["latent_size"], generator=torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
         untiled = model.decode(latents)
         ours = model.decode(latents, tiled=True, tile_size=settings["tile_size"])
@@ -154,13 +161,18 @@ def main_tiling(argv: list[str]) -> None:
     parser.add_argument("--channels", type=channel_list, default=[128, 256, 512, 512])
     parser.add_argument("--layers-per-block", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=1024, help="decoded side in pixels")
-    parser.add_argument("--tile-size", type=int, default=16, help="tile side in latent pixels (diffusers: 8x in pixels)")
+    parser.add_argument(
+        "--tile-size", type=int, default=16, help="tile side in latent pixels (diffusers: 8x in pixels)"
+    )
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-differences", action="store_true")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     settings = dict(
-        channels=args.channels, layers_per_block=args.layers_per_block, latent_size=args.image_size // 8, tile_size=args.tile_size
+        channels=args.channels,
+        layers_per_block=args.layers_per_block,
+        latent_size=args.image_size // 8,
+        tile_size=args.tile_size,
     )
     report = {"settings": settings}
     if not args.skip_memory:

@@ -21,8 +21,15 @@ WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.
 # diffusers' AutoencoderKL config field -> ours, where the names differ
 RENAMED_FIELDS = {"act_fn": "hidden_act", "sample_size": "image_size", "in_channels": "num_channels"}
 COPIED_FIELDS = (
-    "block_out_channels", "layers_per_block", "norm_num_groups", "latent_channels", "mid_block_add_attention",
-    "scaling_factor", "shift_factor", "use_quant_conv", "use_post_quant_conv",
+    "block_out_channels",
+    "layers_per_block",
+    "norm_num_groups",
+    "latent_channels",
+    "mid_block_add_attention",
+    "scaling_factor",
+    "shift_factor",
+    "use_quant_conv",
+    "use_post_quant_conv",
 )
 # keys of checkpoints saved before diffusers renamed its attention block
 LEGACY_ATTENTION_KEYS = {".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."}
@@ -112,7 +119,9 @@ def check_against_diffusers(model: VAEModel, folder: Path) -> None:
         return
     reference = AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32).eval()
     size = 2 * model.config.downsampling_factor
-    pixel_values = torch.rand(1, model.config.num_channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    pixel_values = (
+        torch.rand(1, model.config.num_channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    )
     with torch.no_grad():
         expected = reference.encode(pixel_values).latent_dist.mean
         latents = model.encode(pixel_values).latents

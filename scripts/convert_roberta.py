@@ -104,7 +104,9 @@ def check_same_outputs(roberta: RobertaForMaskedLM, ours: LongformerForMaskedLM,
     return difference
 
 
-def convert(source: Path, output_dir: Path, max_length: int, attention_window: int, checkpoint=None, allow_pickle=False):
+def convert(
+    source: Path, output_dir: Path, max_length: int, attention_window: int, checkpoint=None, allow_pickle=False
+):
     roberta_config = RobertaConfig.from_pretrained(source)
     config = longformer_config(roberta_config, max_length, attention_window)
     roberta_state = read_checkpoint(checkpoint or folder_weights(source), allow_pickle)

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-args",
         type=json_object,
         default={},
-        help='extra timm.create_model arguments as a JSON object, e.g. \'{"num_classes": 10}\'',
+        help="extra timm.create_model arguments as a JSON object, e.g. '{\"num_classes\": 10}'",
     )
 
 
@@ -64,7 +64,9 @@ def converter_for(model: nn.Module) -> Callable[[nn.Module, Path], nn.Module]:
     """The converter of a timm model's class: (model, output_dir) -> our model, saved in output_dir."""
     name = type(model).__name__
     if name not in TIMM_ARCHITECTURES:
-        raise ValueError(f"timm {name} models cannot be converted; hubformers converts {', '.join(TIMM_ARCHITECTURES)}.")
+        raise ValueError(
+            f"timm {name} models cannot be converted; hubformers converts {', '.join(TIMM_ARCHITECTURES)}."
+        )
     return TIMM_ARCHITECTURES[name]
 
 

@@ -3,8 +3,8 @@
 Swin attends inside fixed windows, so its cost grows with the number of pixels (linear); ViT attends over all
 patches, so its attention grows with their square (Swin paper, Section 3.2, Eq. 1-2). FLOPs are counted by
 `torch.utils.flop_counter` on one forward of a model on the meta device (eager attention, so the attention
-products are plain matmuls); time is the median of interleaved forward passes in fp32. The table (printed, and as JSON) and a PNG plot of
-both, per pixel and relative to 224x224, go to `--output-dir`.
+products are plain matmuls); time is the median of interleaved forward passes in fp32. The table (printed,
+and as JSON) and a PNG plot of both, per pixel and relative to 224x224, go to `--output-dir`.
 
     python -m hubformers.scripts.swin_scaling --output-dir docs/
 """

@@ -41,7 +41,9 @@ from hubformers import LongformerConfig, LongformerForMaskedLM, __version__
 # CPU-sized presets (the paper's base model is 768 wide, 12 layers, windows of 512): width, depth, heads, MLP
 # width, and one window per layer, growing with depth as in the paper (Section 4.1).
 MODEL_SIZES = {
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, attention_window=[32, 64]),
+    "tiny": dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, attention_window=[32, 64]
+    ),
     "small": dict(
         hidden_size=128,
         num_hidden_layers=4,

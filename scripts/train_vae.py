@@ -51,14 +51,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Training data, never downloaded: Fashion-MNIST from the Debian package dataset-fashion-mnist "
         "(default where installed), or scikit-learn's digits. Default here: %(default)s.",
     )
-    parser.add_argument("--latent-size", type=int, default=2, help="Latent dimensions (2 draws the manifold). Default: %(default)s.")
-    parser.add_argument("--hidden-size", type=int, default=500, help="Hidden units (the paper's 500). Default: %(default)s.")
-    parser.add_argument("--beta", type=float, default=1.0, help="KL weight after warm-up (1: the ELBO). Default: %(default)s.")
     parser.add_argument(
-        "--kl-warmup-epochs", type=float, default=2.0, help="Epochs over which the KL weight rises linearly from 0. Default: %(default)s."
+        "--latent-size", type=int, default=2, help="Latent dimensions (2 draws the manifold). Default: %(default)s."
     )
     parser.add_argument(
-        "--iw-samples", type=int, default=100, help="Importance samples per test image for log p(x). Default: %(default)s."
+        "--hidden-size", type=int, default=500, help="Hidden units (the paper's 500). Default: %(default)s."
+    )
+    parser.add_argument(
+        "--beta", type=float, default=1.0, help="KL weight after warm-up (1: the ELBO). Default: %(default)s."
+    )
+    parser.add_argument(
+        "--kl-warmup-epochs",
+        type=float,
+        default=2.0,
+        help="Epochs over which the KL weight rises linearly from 0. Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--iw-samples",
+        type=int,
+        default=100,
+        help="Importance samples per test image for log p(x). Default: %(default)s.",
     )
     parser.add_argument("--max-train-samples", type=int, help="Train on the first N training images only.")
     add_training_arguments(parser, epochs=20, batch_size=100, learning_rate=1e-3)
@@ -68,7 +80,9 @@ class ImageSet(torch.utils.data.Dataset):
     """Images through the VAE's processor (to [0, 1]), binarised at 0.5 for the Bernoulli likelihood."""
 
     def __init__(self, processor, images: np.ndarray):
-        pixel_values = processor([Image.fromarray(image, mode="L") for image in images], return_tensors="pt").pixel_values
+        pixel_values = processor(
+            [Image.fromarray(image, mode="L") for image in images], return_tensors="pt"
+        ).pixel_values
         self.pixel_values = (pixel_values > 0.5).float()
 
     def __len__(self) -> int:
@@ -136,7 +150,9 @@ def write_figures(model: VAEModel, test_set: ImageSet, folder: Path) -> list[str
     reconstructions = model.reconstruct(originals)
     pairs = torch.cat([torch.cat([originals[i : i + columns], reconstructions[i : i + columns]]) for i in (0, columns)])
     figures = {
-        "samples.png": grid(model.sample(100, generator=torch.Generator(device=model.device).manual_seed(0)).cpu(), columns),
+        "samples.png": grid(
+            model.sample(100, generator=torch.Generator(device=model.device).manual_seed(0)).cpu(), columns
+        ),
         "reconstructions.png": grid(pairs.cpu(), columns),
         "interpolation.png": grid(model.interpolate(originals[0], originals[1], steps=columns).cpu(), columns),
     }
@@ -147,7 +163,9 @@ def write_figures(model: VAEModel, test_set: ImageSet, folder: Path) -> list[str
     return list(figures)
 
 
-def card_values(args, dataset: ImageDataset, trainer: Trainer, train_metrics: dict, metrics: dict, figures: list[str]) -> dict:
+def card_values(
+    args, dataset: ImageDataset, trainer: Trainer, train_metrics: dict, metrics: dict, figures: list[str]
+) -> dict:
     repo_id = args.push_to_hub or str(args.output_dir)
     model, world_size = trainer.model, trainer.args.world_size
     config = model.config
@@ -213,7 +231,9 @@ def main(args: argparse.Namespace) -> None:
     metrics = test_metrics(trainer.model, test_set, args.iw_samples)
     trainer.save_metrics("test", metrics, combined=False)
     figures = write_figures(trainer.model, test_set, args.output_dir)
-    write_model_card("vae", card_values(args, dataset, trainer, train_metrics, metrics, figures), args.output_dir / "README.md")
+    write_model_card(
+        "vae", card_values(args, dataset, trainer, train_metrics, metrics, figures), args.output_dir / "README.md"
+    )
     print(
         f"test ELBO {metrics['test_elbo']:.2f} nats, importance-weighted log p(x) {metrics['test_log_likelihood']:.2f} "
         f"nats (k={args.iw_samples}) per image, on {len(test_set):,} {dataset.name} test images"

@@ -185,8 +185,11 @@ _ROUTES = [
     ("DELETE", rf"{_API}/branch/(?P<rev>[^/]+)", "delete_branch"),
     ("POST", rf"{_API}/tag/(?P<rev>[^/]+)", "create_tag"),
     # Downloads: /{ns}/{name}/resolve/{rev}/{path} for models, /{type}s/{ns}/{name}/resolve/... for the others.
-    ("GET", r"/(?:(?P<type>dataset|space|kernel)s/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)",
-     "resolve"),
+    (
+        "GET",
+        r"/(?:(?P<type>dataset|space|kernel)s/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)",
+        "resolve",
+    ),
 ]
 
 
@@ -303,9 +306,23 @@ class LocalHub:
         r, c = self._lookup(type, repo, rev)
         siblings = [{"rfilename": p, "size": len(b.data), "blobId": b.oid} for p, b in sorted(c.files.items())]
         created = next(iter(r.commits.values())).date
-        return _json({"id": repo, "modelId": repo, "author": repo.split("/")[0], "sha": c.oid, "private": r.private,
-                      "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
-                      "lastModified": c.date, "createdAt": created, "siblings": siblings})
+        return _json(
+            {
+                "id": repo,
+                "modelId": repo,
+                "author": repo.split("/")[0],
+                "sha": c.oid,
+                "private": r.private,
+                "gated": False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "lastModified": c.date,
+                "createdAt": created,
+                "siblings": siblings,
+            }
+        )
 
     def refs(self, req: Request, type: str, repo: str) -> Response:
         r, _ = self._lookup(type, repo)
@@ -313,8 +330,14 @@ class LocalHub:
         def listing(refs: dict[str, str], kind: str | None) -> list[dict]:
             return [{"name": n, "ref": f"refs/{kind}/{n}" if kind else n, "targetCommit": o} for n, o in refs.items()]
 
-        return _json({"branches": listing(r.branches, "heads"), "tags": listing(r.tags, "tags"), "converts": [],
-                      "pullRequests": listing(r.prs, None) if req.flag("include_prs") else []})
+        return _json(
+            {
+                "branches": listing(r.branches, "heads"),
+                "tags": listing(r.tags, "tags"),
+                "converts": [],
+                "pullRequests": listing(r.prs, None) if req.flag("include_prs") else [],
+            }
+        )
 
     def tree(self, req: Request, type: str, repo: str, rev: str, path: str | None) -> Response:
         _, commit = self._lookup(type, repo, rev)
@@ -352,8 +375,19 @@ class LocalHub:
         # content) lets the client drop unchanged files; `shouldIgnore` is required by the client.
         files = [f["path"] for f in req.json()["files"]]
         blobs = {p: commit.files.get(p) for p in files}
-        return _json({"files": [{"path": p, "uploadMode": "regular", "shouldIgnore": False,
-                                 "oid": blobs[p].oid if blobs[p] else None} for p in files]})
+        return _json(
+            {
+                "files": [
+                    {
+                        "path": p,
+                        "uploadMode": "regular",
+                        "shouldIgnore": False,
+                        "oid": blobs[p].oid if blobs[p] else None,
+                    }
+                    for p in files
+                ]
+            }
+        )
 
     def commit(self, req: Request, type: str, repo: str, rev: str) -> Response:
         r, head = self._lookup(type, repo, rev)
@@ -392,8 +426,15 @@ class LocalHub:
             pr_url = f"{self._repo_url(r)}/discussions/{num}"  # the client derives refs/pr/{num} from this url
         else:
             (r.prs if rev in r.prs else r.branches)[rev] = commit.oid
-        return _json({"success": True, "commitOid": commit.oid, "commitUrl": f"{self._repo_url(r)}/commit/{commit.oid}",
-                      "pullRequestUrl": pr_url, "hookOutput": ""})
+        return _json(
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self._repo_url(r)}/commit/{commit.oid}",
+                "pullRequestUrl": pr_url,
+                "hookOutput": "",
+            }
+        )
 
     def commits(self, req: Request, type: str, repo: str, rev: str) -> Response:
         r, c = self._lookup(type, repo, rev)

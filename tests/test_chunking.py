@@ -1,17 +1,17 @@
 """Chunked position-wise layers and chunked Longformer blocks: the same outputs and gradients as the reference
-models when every layer runs in many chunks (a budget of a few hundred bytes), and chunks that really happen."""
+models when every layer runs in many chunks (a budget of a few hundred bytes), and chunks that really happen;
+Longformer's inference path (global keys merged by log-sum-exp) equal to its training path (concatenated)."""
 
 import pytest
-import torch
-import torch.nn.functional as F
-import transformers
 import test_longformer
 import test_swin
 import test_vit
+import torch
+import transformers
 from conftest import max_abs_diff
 
 import hubformers
-from hubformers import chunking
+from hubformers import chunking, modeling_longformer
 
 TOL = 1e-5
 
@@ -23,16 +23,16 @@ def tiny_chunks(monkeypatch):
 
 
 @pytest.fixture
-def sdpa_calls(monkeypatch):
-    """How many times `scaled_dot_product_attention` runs (Longformer calls it once per chunk of blocks)."""
+def block_calls(monkeypatch):
+    """The blocks of each attention call of Longformer's inference path (once per chunk of blocks)."""
     calls = []
-    sdpa = F.scaled_dot_product_attention
+    attend = modeling_longformer.attend_merging_global
 
-    def counted(*args, **kwargs):
-        calls.append(args[0].shape[0])
-        return sdpa(*args, **kwargs)
+    def counted(query, *args):
+        calls.append(query.shape[0])
+        return attend(query, *args)
 
-    monkeypatch.setattr(F, "scaled_dot_product_attention", counted)
+    monkeypatch.setattr(modeling_longformer, "attend_merging_global", counted)
     return calls
 
 
@@ -113,7 +113,7 @@ def test_swin_gradients_in_chunks_equal_whole(monkeypatch):
 
 
 @pytest.mark.parametrize("padded_tail, global_positions", [(0, ()), (3, (0, 5)), (2, (1, 2, 3))])
-def test_longformer_in_chunks_matches_transformers(tmp_path, tiny_chunks, sdpa_calls, padded_tail, global_positions):
+def test_longformer_in_chunks_matches_transformers(tmp_path, tiny_chunks, block_calls, padded_tail, global_positions):
     reference, ours = test_longformer.reference_and_ours(
         tmp_path, transformers.LongformerModel, hubformers.LongformerModel
     )
@@ -122,4 +122,16 @@ def test_longformer_in_chunks_matches_transformers(tmp_path, tiny_chunks, sdpa_c
         expected, got = reference(**batch_inputs), ours(**batch_inputs)
     assert max_abs_diff(expected.last_hidden_state, got.last_hidden_state) <= TOL
     # every block on its own: 2 rows x 16 (window 4) or 8 (window 8) blocks of the padded 32 tokens
-    assert sdpa_calls == [2] * 16 + [2] * 8
+    assert block_calls == [2] * 16 + [2] * 8
+
+
+@pytest.mark.parametrize("chunk_bytes", [256, chunking.CHUNK_BYTES])
+def test_longformer_inference_path_equals_training_path(tmp_path, monkeypatch, chunk_bytes):
+    """Without gradients the global keys are merged by log-sum-exp; with them, concatenated to every block."""
+    monkeypatch.setattr(chunking, "CHUNK_BYTES", chunk_bytes)
+    _, ours = test_longformer.reference_and_ours(tmp_path, transformers.LongformerModel, hubformers.LongformerModel)
+    batch_inputs = test_longformer.inputs(2, 30, 3, (0, 5))
+    with torch.no_grad():
+        merged = ours(**batch_inputs).last_hidden_state
+    concatenated = ours(**batch_inputs).last_hidden_state
+    assert concatenated.requires_grad and max_abs_diff(merged, concatenated) <= TOL

@@ -161,15 +161,26 @@ def test_trainer_push_to_hub(hub, tmp_path):
     import transformers
 
     config = transformers.ViTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
         num_labels=3,
     )
     model = transformers.ViTForImageClassification(config)
     data = [{"pixel_values": torch.randn(3, 32, 32), "labels": i % 3} for i in range(4)]
     name = f"trainer-{uuid.uuid4().hex[:8]}"  # no namespace, as Trainer names the repo after output_dir
     args = transformers.TrainingArguments(
-        str(tmp_path / name), per_device_train_batch_size=4, max_steps=1, save_steps=1, report_to=[], use_cpu=True,
-        push_to_hub=True, hub_strategy="checkpoint",
+        str(tmp_path / name),
+        per_device_train_batch_size=4,
+        max_steps=1,
+        save_steps=1,
+        report_to=[],
+        use_cpu=True,
+        push_to_hub=True,
+        hub_strategy="checkpoint",
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
     trainer.train()

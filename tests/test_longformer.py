@@ -230,9 +230,7 @@ def test_torch_export_with_dynamic_length():
 
     example = inputs(2, 13, 2, (0,))
     length = torch.export.Dim("length", min=2, max=70)
-    exported = torch.export.export(
-        Wrapper(model), (), example, dynamic_shapes={name: {1: length} for name in example}
-    )
+    exported = torch.export.export(Wrapper(model), (), example, dynamic_shapes={name: {1: length} for name in example})
     for batch_inputs in [inputs(2, 13, 2, (0,)), inputs(2, 40, 5, (0, 7)), inputs(2, 7), inputs(2, 64, 0, (3,))]:
         with torch.no_grad():
             expected = model(**batch_inputs).last_hidden_state
@@ -297,7 +295,9 @@ def test_sequence_beyond_the_position_table():
 
 def test_global_mask_of_the_wrong_shape():
     model = hubformers.LongformerModel(hubformers.LongformerConfig(**TINY_LONGFORMER))
-    with pytest.raises(ValueError, match=r"`global_attention_mask` must have the input's shape \(2, 10\), got \(2, 9\)"):
+    with pytest.raises(
+        ValueError, match=r"`global_attention_mask` must have the input's shape \(2, 10\), got \(2, 9\)"
+    ):
         model(torch.randint(3, 100, (2, 10)), global_attention_mask=torch.zeros(2, 9))
 
 

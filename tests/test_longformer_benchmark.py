@@ -17,7 +17,13 @@ from hubformers.scripts.benchmark_longformer import (
     workload,
 )
 
-TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 500}
+TINY = {
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+    "vocab_size": 500,
+}
 
 
 def arguments(**values) -> argparse.Namespace:

@@ -38,8 +38,18 @@ def test_command_converts_with_the_papers_recipe(roberta_folder, tmp_path):
     folder, roberta = roberta_folder
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        cli.main(["convert", "roberta-to-longformer", str(folder), str(tmp_path / "out"),
-                  "--max-length", "100", "--attention-window", "8"])
+        cli.main(
+            [
+                "convert",
+                "roberta-to-longformer",
+                str(folder),
+                str(tmp_path / "out"),
+                "--max-length",
+                "100",
+                "--attention-window",
+                "8",
+            ]
+        )
     assert "logit_difference" in printed.getvalue()
     ours = AutoModelForMaskedLM.from_pretrained(tmp_path / "out").eval()
     assert isinstance(ours, hubformers.LongformerForMaskedLM)
@@ -66,6 +76,8 @@ def test_command_converts_with_the_papers_recipe(roberta_folder, tmp_path):
 
 
 def test_refuses_what_is_not_roberta(tmp_path):
-    transformers.BertForMaskedLM(transformers.BertConfig(**{**TINY_ROBERTA, "max_position_embeddings": 32})).save_pretrained(tmp_path / "bert")
+    transformers.BertForMaskedLM(
+        transformers.BertConfig(**{**TINY_ROBERTA, "max_position_embeddings": 32})
+    ).save_pretrained(tmp_path / "bert")
     with pytest.raises(ValueError, match="not a RoBERTa config"):
         convert(tmp_path / "bert", tmp_path / "out", 64, 8)

@@ -13,8 +13,22 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 import hubformers
 from hubformers import cli
 
-QUICK_FLAGS = ["--model-size", "tiny", "--epochs", "2", "--max-length", "128", "--vocab-size", "1024",
-               "--max-train-samples", "96", "--batch-size", "8", "--learning-rate", "3e-3"]
+QUICK_FLAGS = [
+    "--model-size",
+    "tiny",
+    "--epochs",
+    "2",
+    "--max-length",
+    "128",
+    "--vocab-size",
+    "1024",
+    "--max-train-samples",
+    "96",
+    "--batch-size",
+    "8",
+    "--learning-rate",
+    "3e-3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +77,15 @@ def test_tokenizer_is_robertas_kind_and_sequences_fit():
 
     documents = load_python_docs().train_documents[:6]
     tokenizer = train_tokenizer(documents, vocab_size=400)
-    assert [tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.mask_token_id] == [0, 1, 2, 4]
-    assert tokenizer.decode(tokenizer("def f(x): return x")["input_ids"], skip_special_tokens=True) == "def f(x): return x"
+    assert [tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.mask_token_id] == [
+        0,
+        1,
+        2,
+        4,
+    ]
+    assert (
+        tokenizer.decode(tokenizer("def f(x): return x")["input_ids"], skip_special_tokens=True) == "def f(x): return x"
+    )
     sequences = MaskedLMDataset(tokenizer, documents, max_length=64)
     assert all(len(s["input_ids"]) <= 64 and s["input_ids"][0] == 0 and s["input_ids"][-1] == 2 for s in sequences)
     assert sequences.num_tokens() > len(sequences) * 16

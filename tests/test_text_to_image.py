@@ -126,8 +126,9 @@ def test_prior_weight_pulls_latents_to_the_prior(clip_parts):
     clip, processor = clip_parts
     vae = tiny_vae()
     norms = [
-        hubformers.generate_image("a dog", clip, vae, processor, prior_weight=w, learning_rate=0.3, **{**QUICK,
-                                  "steps": 30}).latents.norm()  # fmt: skip
+        hubformers.generate_image(
+            "a dog", clip, vae, processor, prior_weight=w, learning_rate=0.3, **{**QUICK, "steps": 30}
+        ).latents.norm()  # fmt: skip
         for w in (0.0, 100.0)
     ]
     assert norms[1] < 0.5 * norms[0]

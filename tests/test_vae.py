@@ -2,7 +2,6 @@
 log-likelihood, sampling/interpolation, scaling, exact seam-free tiling, batch slicing, the image processor,
 the Auto classes and clear errors on bad input."""
 
-
 import PIL.Image
 import pytest
 import torch
@@ -187,7 +186,9 @@ def test_tiled_decode_and_encode_match_untiled():
     x = images(1, 3, 36, 28)
     with torch.no_grad():
         untiled = model.decode(latents)
-        assert max_abs_diff(model.decode(latents, tiled=True, tile_size=6), untiled) <= 1e-4 * (untiled.max() - untiled.min())
+        assert max_abs_diff(model.decode(latents, tiled=True, tile_size=6), untiled) <= 1e-4 * (
+            untiled.max() - untiled.min()
+        )
         assert max_abs_diff(model.encode(x, tiled=True, tile_size=6).latent_mean, model.encode(x).latent_mean) <= 1e-4
 
 

@@ -60,7 +60,10 @@ def test_converts_an_autoencoder_kl_folder(tmp_path, capsys):
 def test_legacy_attention_names_are_renamed():
     state = AutoencoderKL(**TINY_DIFFUSERS).state_dict()
     legacy = {
-        key.replace(".to_q.", ".query.").replace(".to_k.", ".key.").replace(".to_v.", ".value.").replace(".to_out.0.", ".proj_attn."): value
+        key.replace(".to_q.", ".query.")
+        .replace(".to_k.", ".key.")
+        .replace(".to_v.", ".value.")
+        .replace(".to_out.0.", ".proj_attn."): value
         for key, value in state.items()
     }
     assert legacy.keys() != state.keys()
@@ -73,7 +76,10 @@ def test_legacy_attention_names_are_renamed():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "AttnDownEncoderBlock2D"]}, "down_block_types"),
+        (
+            {"down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "AttnDownEncoderBlock2D"]},
+            "down_block_types",
+        ),
         ({"out_channels": 1}, "out_channels"),
         ({"latents_mean": [0.0] * 4, "latents_std": [1.0] * 4}, "latents_mean"),
         ({"_class_name": "AsymmetricAutoencoderKL"}, "AutoencoderKL"),

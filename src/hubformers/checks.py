@@ -19,9 +19,7 @@ def require_positive(**values) -> None:
 
 def require_divisible(numerator_name: str, numerator: int, denominator_name: str, denominator: int) -> None:
     if numerator % denominator != 0:
-        raise ValueError(
-            f"`{numerator_name}` ({numerator}) must be divisible by `{denominator_name}` ({denominator})."
-        )
+        raise ValueError(f"`{numerator_name}` ({numerator}) must be divisible by `{denominator_name}` ({denominator}).")
 
 
 def require_probability(**values) -> None:

@@ -50,7 +50,10 @@ class VAEImageProcessing:
             std = torch.tensor(self.image_std[:channels]).view(1, -1, 1, 1)
             images = images * std + mean
         images = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        return [PIL.Image.fromarray(np.ascontiguousarray(image.squeeze(-1) if image.shape[-1] == 1 else image)) for image in images]
+        return [
+            PIL.Image.fromarray(np.ascontiguousarray(image.squeeze(-1) if image.shape[-1] == 1 else image))
+            for image in images
+        ]
 
 
 class VAEImageProcessor(VAEImageProcessing, TorchvisionBackend):

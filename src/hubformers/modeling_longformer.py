@@ -219,6 +219,20 @@ def pad_tokens(x: torch.Tensor, before, after) -> torch.Tensor:
     return padded
 
 
+def attend_merging_global(query, window, window_bias, global_lse, global_context) -> torch.Tensor:
+    """softmax over a block's global keys and window keys without concatenating them: the flash kernel's
+    output and log-sum-exp over the window (keys and values read in place from the overlapping windows), and
+    the same over the global keys, weighed by their shares of the total, sigmoid(lse_window - lse_global) for
+    the window. `query` (blocks, heads, block, dim); `window` (keys, values), each (blocks, heads, K, dim);
+    `window_bias` (blocks, 1, block, K) additive; the global keys' `global_lse` (blocks, heads, block, 1) and
+    `global_context` (blocks, heads, block, dim), zero without global keys (lse -inf)."""
+    local, local_lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, *window, attn_mask=window_bias, scale=1.0
+    )
+    window_share = torch.sigmoid(local_lse[..., None] - global_lse).to(query.dtype)
+    return torch.lerp(global_context, local, window_share)
+
+
 class LongformerSelfAttention(nn.Module):
     """Sliding-window (optionally dilated) attention plus global attention, for one layer."""
 
@@ -285,7 +299,7 @@ class LongformerSelfAttention(nn.Module):
         num_blocks = num_windows * (self.window // dilation // block)
 
         def blocks(x):  # (batch, padded, heads, dim) -> (batch, dilation, blocks, heads, block, dim), a view
-            x = x.view(batch_size, num_blocks, block, dilation, num_heads, head_dim)
+            x = x.view(batch_size, num_blocks, block, dilation, num_heads, x.shape[-1])
             return x.permute(0, 3, 1, 4, 2, 5)
 
         window_keys = (2 * reach + 1) * block
@@ -319,11 +333,28 @@ class LongformerSelfAttention(nn.Module):
         if (self.window, dilation) not in masks.band_biases:
             masks.band_biases[self.window, dilation] = band_bias()
 
-        def attend(query, windows_k, windows_v, bias):
+        # inference on CPU: the window through the flash kernel, merged with the global keys by log-sum-exp, with
+        # no copy of the blocks' keys and values (the kernel's log-sum-exp has no gradient)
+        merge_global = (
+            query.device.type == "cpu" and not need_weights and not torch.is_grad_enabled() and dropout == 0.0
+        )
+
+        def attend(query, windows_k, windows_v, bias, global_lse=None, global_context=None):
             """Blocks (batch, dilation, blocks, ...) of queries, window keys and values and additive masks ->
             (batch, dilation, blocks, heads, block, dim) context, and probabilities if asked. Each block's
-            keys and values are the global ones, then its window."""
+            keys and values are the global ones, then its window (or, given the queries' attention on the
+            global keys alone, the window's merged with it by log-sum-exp)."""
             shape = (*windows_k.shape[:4], num_global, head_dim)
+            if global_lse is not None:
+                # (batch * dilation * blocks, heads, ...): views of the keys, values and masks
+                context = attend_merging_global(
+                    query.flatten(0, 2),
+                    (windows_k.flatten(0, 2), windows_v.flatten(0, 2)),
+                    bias[..., num_global:].flatten(0, 2).unsqueeze(1),
+                    global_lse.flatten(0, 2),
+                    global_context.flatten(0, 2),
+                )
+                return context.unflatten(0, shape[:3]), None
             keys = torch.cat([global_key.expand(shape), windows_k], dim=-2).flatten(0, 2)
             values = torch.cat([global_value.expand(shape), windows_v], dim=-2).flatten(0, 2)
             bias = bias.flatten(0, 2).unsqueeze(1)  # (batch * dilation * blocks, 1, block, G + keys)
@@ -334,12 +365,17 @@ class LongformerSelfAttention(nn.Module):
             probs = torch.softmax(query @ keys.transpose(-1, -2) + bias, dim=-1, dtype=torch.float32).to(query.dtype)
             return (F.dropout(probs, dropout, self.training) @ values).unflatten(0, shape[:3]), probs
 
-        inputs = (
-            blocks(query if is_static(padding) and padding == 0 else F.pad(query, (0, 0, 0, 0, 0, padding))),
-            key_windows(key),
-            key_windows(value),
-            masks.band_biases[self.window, dilation],
-        )
+        query = query if is_static(padding) and padding == 0 else F.pad(query, (0, 0, 0, 0, 0, padding))
+        inputs = (blocks(query), key_windows(key), key_windows(value), masks.band_biases[self.window, dilation])
+        if merge_global:
+            # every query's attention on the global keys alone, at once (a handful of keys), then cut into blocks
+            # like the queries: log-sum-exp (batch, padded, heads, 1) and context (batch, padded, heads, dim)
+            global_scores = torch.einsum("bthd,bhgd->bthg", query, global_key[:, 0, 0])
+            global_scores = (global_scores + masks.global_slot_bias[:, None, None, :]).float()
+            global_context = torch.einsum(
+                "bthg,bhgd->bthd", global_scores.softmax(-1).to(query.dtype), global_value[:, 0, 0]
+            )
+            inputs += (blocks(global_scores.logsumexp(-1, keepdim=True)), blocks(global_context))
         if need_weights:
             context, probs = attend(*inputs)
         else:

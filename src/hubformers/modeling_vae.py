@@ -166,7 +166,11 @@ def write_own(output: torch.Tensor | None, result: torch.Tensor, own: tuple, out
 
 
 def run_tiled(
-    stage: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, tile: int, halo: int, statistics: TileStatistics
+    stage: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    tile: int,
+    halo: int,
+    statistics: TileStatistics,
 ) -> torch.Tensor:
     """`stage(inputs)` computed tile by tile, each tile with `halo` pixels of context on every side (exact where
     the halo covers the stage's receptive field), one pass per GroupNorm of the stage to gather its statistics
@@ -176,7 +180,9 @@ def run_tiled(
         output = None
         for own, outer in tile_boxes(height, width, tile, halo):
             (top, left, bottom, right), (o_top, o_left, o_bottom, o_right) = own, outer
-            statistics.set_tile((top - o_top, left - o_left, bottom - o_top, right - o_left), (o_bottom - o_top, o_right - o_left))
+            statistics.set_tile(
+                (top - o_top, left - o_left, bottom - o_top, right - o_left), (o_bottom - o_top, o_right - o_left)
+            )
             try:
                 result = stage(inputs[..., o_top:o_bottom, o_left:o_right])
             except StopTile:
@@ -346,7 +352,11 @@ class ConvEncoder(nn.Module):
         self.conv_in = nn.Conv2d(config.num_channels, channels[0], 3, padding=1)
         self.down_blocks = nn.ModuleList(
             ResolutionBlock(
-                config, channels[max(i - 1, 0)], channels[i], config.layers_per_block, "down" if i < len(channels) - 1 else None
+                config,
+                channels[max(i - 1, 0)],
+                channels[i],
+                config.layers_per_block,
+                "down" if i < len(channels) - 1 else None,
             )
             for i in range(len(channels))
         )
@@ -392,7 +402,11 @@ class ConvDecoder(nn.Module):
         self.mid_block = MidBlock(config, channels[0])
         self.up_blocks = nn.ModuleList(
             ResolutionBlock(
-                config, channels[max(i - 1, 0)], channels[i], config.layers_per_block + 1, "up" if i < len(channels) - 1 else None
+                config,
+                channels[max(i - 1, 0)],
+                channels[i],
+                config.layers_per_block + 1,
+                "up" if i < len(channels) - 1 else None,
             )
             for i in range(len(channels))
         )
@@ -470,7 +484,9 @@ class VAEModel(VAEPreTrainedModel):
         moments = 2 * config.latent_channels
         self.quant_conv = nn.Conv2d(moments, moments, 1) if conv and config.use_quant_conv else None
         self.post_quant_conv = (
-            nn.Conv2d(config.latent_channels, config.latent_channels, 1) if conv and config.use_post_quant_conv else None
+            nn.Conv2d(config.latent_channels, config.latent_channels, 1)
+            if conv and config.use_post_quant_conv
+            else None
         )
         self.post_init()
 
@@ -505,17 +521,25 @@ class VAEModel(VAEPreTrainedModel):
         if config.architecture == "mlp":
             return (config.latent_size,)
         factor = config.downsampling_factor
-        return (config.latent_channels, (height or config.image_size) // factor, (width or height or config.image_size) // factor)
+        return (
+            config.latent_channels,
+            (height or config.image_size) // factor,
+            (width or height or config.image_size) // factor,
+        )
 
     def check_latents(self, latents: torch.Tensor) -> None:
         expected = self.latent_shape()
         if latents.ndim != len(expected) + 1 or latents.shape[1] != expected[0]:
             names = "(batch, latent_size)" if len(expected) == 1 else "(batch, latent_channels, height, width)"
-            raise ValueError(f"`latents` must have shape {names} with {expected[0]} at dim 1, got {tuple(latents.shape)}.")
+            raise ValueError(
+                f"`latents` must have shape {names} with {expected[0]} at dim 1, got {tuple(latents.shape)}."
+            )
 
     # -- encoder and decoder -----------------------------------------------------------------------------
 
-    def run_stages_tiled(self, coder: nn.Module, x: torch.Tensor, tile_sizes: list[int], tile_overlap: int | None) -> torch.Tensor:
+    def run_stages_tiled(
+        self, coder: nn.Module, x: torch.Tensor, tile_sizes: list[int], tile_overlap: int | None
+    ) -> torch.Tensor:
         """Run `coder`'s stages tile by tile (`tile_sizes` in each stage's input pixels), sharing whole-image
         GroupNorm statistics; the halo is each stage's receptive radius unless `tile_overlap` overrides it."""
         statistics = TileStatistics()
@@ -530,7 +554,9 @@ class VAEModel(VAEPreTrainedModel):
             raise ValueError(f"Tiling needs architecture='conv', got {self.config.architecture!r}.")
         return tile_size or self.config.tile_size
 
-    def moments(self, pixel_values: torch.Tensor, tiled: bool = False, tile_size=None, tile_overlap=None) -> torch.Tensor:
+    def moments(
+        self, pixel_values: torch.Tensor, tiled: bool = False, tile_size=None, tile_overlap=None
+    ) -> torch.Tensor:
         """The encoder's output: mean and log-variance stacked along dim 1."""
         pixel_values = pixel_values.to(self.dtype)
         if tiled:
@@ -541,7 +567,9 @@ class VAEModel(VAEPreTrainedModel):
             moments = self.encoder(pixel_values)
         return moments if self.quant_conv is None else self.quant_conv(moments)
 
-    def decoder_output(self, latents: torch.Tensor, tiled: bool = False, tile_size=None, tile_overlap=None) -> torch.Tensor:
+    def decoder_output(
+        self, latents: torch.Tensor, tiled: bool = False, tile_size=None, tile_overlap=None
+    ) -> torch.Tensor:
         """The per-pixel parameter of p(x|z): Bernoulli logits or the Gaussian mean."""
         latents = latents.to(self.dtype)
         if self.post_quant_conv is not None:
@@ -559,7 +587,9 @@ class VAEModel(VAEPreTrainedModel):
     def negative_log_likelihood(self, pixel_values: torch.Tensor, decoder_output: torch.Tensor) -> torch.Tensor:
         """-log p(x|z) in nats, summed over pixels: shape (batch,)."""
         if self.config.likelihood == "bernoulli":
-            nll = F.binary_cross_entropy_with_logits(decoder_output, pixel_values.to(decoder_output.dtype), reduction="none")
+            nll = F.binary_cross_entropy_with_logits(
+                decoder_output, pixel_values.to(decoder_output.dtype), reduction="none"
+            )
         else:
             std = self.config.gaussian_std
             nll = 0.5 * ((pixel_values - decoder_output) / std).square() + math.log(std) + 0.5 * math.log(2 * math.pi)
@@ -589,7 +619,10 @@ class VAEModel(VAEPreTrainedModel):
         (`tile_size`/`tile_overlap` in latent pixels, default from the config); `slice_size` images at a time."""
         self.check_pixel_values(pixel_values)
         moments = torch.cat(
-            [self.moments(chunk, tiled, tile_size, tile_overlap) for chunk in pixel_values.split(slice_size or len(pixel_values))]
+            [
+                self.moments(chunk, tiled, tile_size, tile_overlap)
+                for chunk in pixel_values.split(slice_size or len(pixel_values))
+            ]
         )
         mean, logvar = moments.chunk(2, dim=1)
         logvar = logvar.clamp(*LOGVAR_RANGE)
@@ -614,7 +647,10 @@ class VAEModel(VAEPreTrainedModel):
         self.check_latents(latents)
         if scaled:
             latents = self.unscale_latents(latents)
-        outputs = [self.decoder_output(chunk, tiled, tile_size, tile_overlap) for chunk in latents.split(slice_size or len(latents))]
+        outputs = [
+            self.decoder_output(chunk, tiled, tile_size, tile_overlap)
+            for chunk in latents.split(slice_size or len(latents))
+        ]
         return self.mean_image(torch.cat(outputs))
 
     def reconstruct(self, pixel_values: torch.Tensor, sample_posterior: bool = False, **tiling) -> torch.Tensor:
@@ -643,7 +679,11 @@ class VAEModel(VAEPreTrainedModel):
         return self.decode(torch.lerp(start, end, weights))
 
     def log_likelihood(
-        self, pixel_values: torch.Tensor, num_samples: int = 100, generator: torch.Generator | None = None, chunk_size: int = 50
+        self,
+        pixel_values: torch.Tensor,
+        num_samples: int = 100,
+        generator: torch.Generator | None = None,
+        chunk_size: int = 50,
     ) -> torch.Tensor:
         """Importance-weighted estimate of log p(x) in nats, shape (batch,) (Burda et al., Eq. 8):
         log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x). Its expectation is the ELBO at k=1 and rises with k."""
