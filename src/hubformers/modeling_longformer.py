@@ -11,7 +11,11 @@ How the band is computed (no n x n tensor anywhere): the sequence is padded to a
 viewed as `dilation` interleaved strands (a dilated window is a plain window within a strand), and each
 strand cut into query blocks of half a window; a block attends to the keys of itself and its two
 neighbours (an `unfold` view), with the global keys prepended, under an additive mask that keeps the band.
-That is one fused `scaled_dot_product_attention` over (blocks, heads) with 1.5 W keys per query. The global
+That is one fused `scaled_dot_product_attention` over (blocks, heads) with 1.5 W keys per query. In inference
+on CPU the global keys are not prepended (which copies every block's keys and values): the flash kernel reads
+the overlapping windows in place and returns its log-sum-exp, and the queries' attention on the few global
+keys, computed for all of them at once, is merged in by the two log-sum-exps. Blocks run a few MB at a time
+(`chunking`). The global
 queries' scores against every key use (W_k^T q) . h instead of q . (W_k h + b): the same softmax (the bias
 term is constant along a row), without projecting every token a second time.
 
