@@ -306,6 +306,10 @@ class LongformerSelfAttention(nn.Module):
             x = x.view(batch_size, num_blocks, block, dilation, num_heads, x.shape[-1])
             return x.permute(0, 3, 1, 4, 2, 5)
 
+        def head_major_blocks(x):  # the same from (batch, heads, padded, dim)
+            x = x.view(batch_size, num_heads, num_blocks, block, dilation, x.shape[-1])
+            return x.permute(0, 4, 2, 1, 3, 5)
+
         window_keys = (2 * reach + 1) * block
         lowest = torch.finfo(query.dtype).min
 
@@ -372,14 +376,13 @@ class LongformerSelfAttention(nn.Module):
         query = query if is_static(padding) and padding == 0 else F.pad(query, (0, 0, 0, 0, 0, padding))
         inputs = (blocks(query), key_windows(key), key_windows(value), masks.band_biases[self.window, dilation])
         if merge_global:
-            # every query's attention on the global keys alone, at once (a handful of keys), then cut into blocks
-            # like the queries: log-sum-exp (batch, padded, heads, 1) and context (batch, padded, heads, dim)
-            global_scores = torch.einsum("bthd,bhgd->bthg", query, global_key[:, 0, 0])
-            global_scores = (global_scores + masks.global_slot_bias[:, None, None, :]).float()
-            global_context = torch.einsum(
-                "bthg,bhgd->bthd", global_scores.softmax(-1).to(query.dtype), global_value[:, 0, 0]
-            )
-            inputs += (blocks(global_scores.logsumexp(-1, keepdim=True)), blocks(global_context))
+            # every query's attention on the global keys alone, at once (a handful of keys), on the head-major
+            # view of the queries (no copy for one row): log-sum-exp (batch, heads, padded, 1) and context
+            # (batch, heads, padded, dim), then cut into blocks like the queries
+            scores = query.transpose(1, 2) @ global_key[:, 0, 0].transpose(-1, -2)  # (batch, heads, padded, G)
+            scores = (scores + masks.global_slot_bias[:, None, None, :]).float()
+            global_context = scores.softmax(-1).to(query.dtype) @ global_value[:, 0, 0]
+            inputs += (head_major_blocks(scores.logsumexp(-1, keepdim=True)), head_major_blocks(global_context))
         if need_weights:
             context, probs = attend(*inputs)
         else:
