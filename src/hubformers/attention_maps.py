@@ -41,6 +41,7 @@ from transformers.backbone_utils import BackboneMixin
 
 from .checks import require_probability
 from .configuration_vit import to_pair
+from .modeling_swin import window_order
 
 _FUSE_HEADS = {
     "mean": lambda attention: attention.mean(dim=1),
@@ -275,14 +276,9 @@ def window_batch(attention: torch.Tensor, layout: SwinLayout) -> int:
 
 
 def window_positions(layout: SwinLayout, device=None) -> torch.Tensor:
-    """(num_windows, N): the raster index on the padded map of each window position, windows row-major."""
-    (padded_h, padded_w), window = layout.padded, layout.window
-    # the map rolled up and left by `shift`: shifted (r, c) holds the token at ((r + shift) % H', (c + shift) % W')
-    rows = (torch.arange(padded_h, device=device) + layout.shift) % padded_h
-    cols = (torch.arange(padded_w, device=device) + layout.shift) % padded_w
-    raster = rows[:, None] * padded_w + cols[None, :]
-    # (H', W') -> (H' / window, window, W' / window, window) -> (num_windows, window * window)
-    return raster.view(padded_h // window, window, padded_w // window, window).transpose(1, 2).reshape(-1, window**2)
+    """(num_windows, N): the raster index on the padded map of each window position, windows row-major (the
+    model's own shift-and-partition order)."""
+    return window_order(*layout.padded, layout.window, layout.shift, device).view(layout.num_windows, -1)
 
 
 def unpadded_tokens(layout: SwinLayout, device=None) -> torch.Tensor:

@@ -302,13 +302,14 @@ class LongformerSelfAttention(nn.Module):
         strand_length = num_windows * (self.window // dilation)
         num_blocks = num_windows * (self.window // dilation // block)
 
-        def blocks(x):  # (batch, padded, heads, dim) -> (batch, dilation, blocks, heads, block, dim), a view
+        def blocks(x, head_major=False):
+            """(batch, padded, heads, dim), or (batch, heads, padded, dim) if `head_major`, -> (batch, dilation,
+            blocks, heads, block, dim), a view"""
+            if head_major:
+                x = x.view(batch_size, num_heads, num_blocks, block, dilation, x.shape[-1])
+                return x.permute(0, 4, 2, 1, 3, 5)
             x = x.view(batch_size, num_blocks, block, dilation, num_heads, x.shape[-1])
             return x.permute(0, 3, 1, 4, 2, 5)
-
-        def head_major_blocks(x):  # the same from (batch, heads, padded, dim)
-            x = x.view(batch_size, num_heads, num_blocks, block, dilation, x.shape[-1])
-            return x.permute(0, 4, 2, 1, 3, 5)
 
         window_keys = (2 * reach + 1) * block
         lowest = torch.finfo(query.dtype).min
@@ -382,7 +383,7 @@ class LongformerSelfAttention(nn.Module):
             scores = query.transpose(1, 2) @ global_key[:, 0, 0].transpose(-1, -2)  # (batch, heads, padded, G)
             scores = (scores + masks.global_slot_bias[:, None, None, :]).float()
             global_context = scores.softmax(-1).to(query.dtype) @ global_value[:, 0, 0]
-            inputs += (head_major_blocks(scores.logsumexp(-1, keepdim=True)), head_major_blocks(global_context))
+            inputs += (blocks(scores.logsumexp(-1, keepdim=True), True), blocks(global_context, True))
         if need_weights:
             context, probs = attend(*inputs)
         else:

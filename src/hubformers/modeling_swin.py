@@ -45,7 +45,7 @@ from .checks import check_classification_labels, check_pixel_values
 from .chunking import in_row_chunks, is_static
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
-from .modeling_vit import eager_attention_forward, simmim_decoder
+from .modeling_vit import eager_attention_forward, simmim_decoder, simmim_loss
 
 
 def cache_when_static(build):
@@ -617,14 +617,7 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
 
         loss = None
         if bool_masked_pos is not None:
-            pixel_mask = (
-                bool_masked_pos.reshape(-1, 1, height // patch_h, width // patch_w)
-                .repeat_interleave(patch_h, 2)
-                .repeat_interleave(patch_w, 3)
-                .to(reconstruction.dtype)
-            )
-            l1 = F.l1_loss(pixel_values.to(reconstruction.dtype), reconstruction, reduction="none")
-            loss = (l1 * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / self.config.num_channels
+            loss = simmim_loss(pixel_values, reconstruction, bool_masked_pos, (patch_h, patch_w))
         return SwinMaskedImageModelingOutput(
             loss=loss,
             reconstruction=reconstruction,

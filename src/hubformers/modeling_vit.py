@@ -348,6 +348,20 @@ def simmim_decoder(hidden_size: int, stride: int, num_channels: int) -> nn.Seque
     return nn.Sequential(nn.Conv2d(hidden_size, stride**2 * num_channels, kernel_size=1), nn.PixelShuffle(stride))
 
 
+def simmim_loss(pixel_values, reconstruction, bool_masked_pos, patch_size: tuple[int, int]) -> torch.Tensor:
+    """SimMIM's loss: the L1 error on the pixels of masked patches only, per channel (SimMIM Section 3).
+    `bool_masked_pos` (batch, grid_h * grid_w) over patches of `patch_size` (height, width) pixels."""
+    (patch_h, patch_w), (height, width) = patch_size, pixel_values.shape[-2:]
+    pixel_mask = (
+        bool_masked_pos.reshape(-1, 1, height // patch_h, width // patch_w)
+        .repeat_interleave(patch_h, 2)
+        .repeat_interleave(patch_w, 3)
+        .to(reconstruction.dtype)
+    )
+    l1 = F.l1_loss(pixel_values.to(reconstruction.dtype), reconstruction, reduction="none")
+    return (l1 * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / pixel_values.shape[1]
+
+
 class ViTForMaskedImageModeling(ViTPreTrainedModel):
     """SimMIM: masked patches are replaced by a learned token and a 1x1 conv + pixel shuffle predicts the
     pixels; the loss is the L1 error on masked pixels only (SimMIM Section 3)."""
@@ -380,14 +394,7 @@ class ViTForMaskedImageModeling(ViTPreTrainedModel):
 
         loss = None
         if bool_masked_pos is not None:
-            pixel_mask = (
-                bool_masked_pos.reshape(-1, 1, grid_h, grid_w)
-                .repeat_interleave(patch_h, 2)
-                .repeat_interleave(patch_w, 3)
-                .to(reconstruction.dtype)
-            )
-            l1 = F.l1_loss(pixel_values.to(reconstruction.dtype), reconstruction, reduction="none")
-            loss = (l1 * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / self.config.num_channels
+            loss = simmim_loss(pixel_values, reconstruction, bool_masked_pos, (patch_h, patch_w))
         return MaskedImageModelingOutput(
             loss=loss,
             reconstruction=reconstruction,
