@@ -10,6 +10,7 @@ from conftest import max_abs_diff
 from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 import hubformers
+from hubformers import modeling_swin
 
 TOL = 1e-5
 # 3 stages on 16x16 patches: maps 16 -> 8 -> 4; window 4 (shifted by 2) so every stage shifts but the last
@@ -215,6 +216,26 @@ def test_bias_and_mask_are_cached_until_the_table_changes():
         updated = model(pixel_values).logits
         assert max_abs_diff(updated, fresh(pixel_values).logits) <= 1e-6
     assert max_abs_diff(updated, first) > 1e-3
+
+
+@pytest.mark.parametrize("size", [(32, 32), (40, 28)])
+def test_training_gradients_match_transformers(tmp_path, monkeypatch, size):
+    """Training on the CPU runs window attention through `WindowAttention` (sdpa would fall back to its math
+    path): its gradients, the bias tables' included, are transformers' on the same weights."""
+    folder = reference_folder(tmp_path, transformers.SwinForImageClassification, drop_path_rate=0.0)
+    reference = transformers.SwinForImageClassification.from_pretrained(folder).train()
+    ours = hubformers.SwinForImageClassification.from_pretrained(folder).train()
+    calls = []
+    apply = modeling_swin.WindowAttention.apply
+    monkeypatch.setattr(modeling_swin.WindowAttention, "apply", lambda *args: calls.append(1) or apply(*args))
+    pixel_values, labels = torch.randn(3, 3, *size), torch.tensor([0, 1, 2])
+    expected, got = reference(pixel_values, labels=labels).loss, ours(pixel_values, labels=labels).loss
+    expected.backward(), got.backward()
+    assert len(calls) == sum(TINY_SWIN["depths"])  # every block
+    assert abs(expected.item() - got.item()) <= TOL
+    reference_grads = dict(reference.named_parameters())
+    for name, parameter in ours.named_parameters():
+        assert max_abs_diff(reference_grads[name].grad, parameter.grad) <= TOL, name
 
 
 def test_gradient_checkpointing_gives_same_gradients():

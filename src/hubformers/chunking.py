@@ -29,6 +29,8 @@ def map_chunks(function, tensors: tuple[torch.Tensor, ...], dim: int, slice_byte
     chunk = max(1, CHUNK_BYTES // slice_bytes)
     if tensors[0].device.type != "cpu" or not is_static(num_slices) or num_slices <= chunk:
         return function(*tensors)
+    num_chunks = -(-num_slices // chunk)
+    chunk = -(-num_slices // num_chunks)  # chunks of equal size: a small last one would run less efficiently
     return torch.cat([function(*pieces) for pieces in zip(*(t.split(chunk, dim) for t in tensors))], dim)
 
 

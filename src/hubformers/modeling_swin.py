@@ -42,10 +42,10 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels, check_pixel_values
-from .chunking import in_row_chunks, is_static
+from .chunking import in_row_chunks, is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
-from .modeling_vit import eager_attention_forward, simmim_decoder, simmim_loss
+from .modeling_vit import select_attention, simmim_decoder, simmim_loss
 
 
 def cache_when_static(build):
@@ -252,6 +252,39 @@ class SwinRelativePositionBias(nn.Module):
         return table[index].permute(2, 0, 1).unsqueeze(0)
 
 
+class WindowAttention(torch.autograd.Function):
+    """softmax(q k^T * scale + bias + mask) v over windows, with the gradient of the learned bias, for training
+    on the CPU: there sdpa has no fused kernel that differentiates an additive mask and falls back to its math
+    path, whose NaN-safe softmax adds three passes over the scores. `bias` is (1, heads, N, N); the fixed shift
+    `mask` (num_windows, 1, N, N), or None, repeats over the images of the batch by a broadcasting view instead
+    of a copy. The probabilities are kept for the backward, as the math path keeps them."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, bias, mask, scale):
+        windows, heads, tokens, _ = query.shape
+        scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scale)  # (windows, heads, N, N)
+        if mask is None:
+            scores.add_(bias)
+        else:  # (images, windows per image, heads, N, N) + (windows per image, heads, N, N)
+            scores.view(-1, mask.shape[0], heads, tokens, tokens).add_(bias + mask)
+        probs = torch.softmax(scores, dim=-1)
+        ctx.save_for_backward(query, key, value, probs)
+        ctx.scale = scale
+        return torch.matmul(probs, value)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        query, key, value, probs = ctx.saved_tensors
+        grad_value = torch.matmul(probs.transpose(-1, -2), grad_output)
+        grad_probs = torch.matmul(grad_output, value.transpose(-1, -2))
+        grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+        grad_bias = grad_scores.sum(0, keepdim=True) if ctx.needs_input_grad[3] else None
+        grad_scores.mul_(ctx.scale)
+        grad_query = torch.matmul(grad_scores, key)
+        grad_key = torch.matmul(grad_scores.transpose(-1, -2), query)
+        return grad_query, grad_key, grad_value, grad_bias, None, None
+
+
 class SwinAttention(nn.Module):
     """Multi-head self-attention inside each window, with the relative position bias and (for shifted windows)
     the region mask added to the scores. Query, key and value keep transformers' separate projections (its
@@ -272,19 +305,29 @@ class SwinAttention(nn.Module):
         self.relative_position_bias = SwinRelativePositionBias(num_heads, config.window_size)
         self._mask_cache: dict = {}
 
-    def additive_mask(self, height: int, width: int, window: int, shift: int, dtype: torch.dtype) -> torch.Tensor:
-        """Bias plus shift mask, (1 or num_windows, heads, N, N), for a padded (height, width) map. Cached per
-        map size while the bias table is unchanged and needs no gradient."""
+    def shift_mask(self, height: int, width: int, window: int, shift: int, dtype: torch.dtype) -> torch.Tensor | None:
+        """(num_windows, 1, N, N) region mask of a shifted (height, width) map, None without a shift."""
+        if not shift:
+            return None
         table = self.relative_position_bias.relative_position_bias_table
-        cacheable = is_static(height, width, window, shift) and not (torch.is_grad_enabled() and table.requires_grad)
-        key = (
-            (height, width, window, shift, dtype, table.device, table.data_ptr(), table._version) if cacheable else None
+        return shifted_window_mask(height, width, window, shift, table.device).to(dtype).unsqueeze(1)
+
+    def additive_mask(
+        self, batch: int, height: int, width: int, window: int, shift: int, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Bias plus shift mask for `batch` images of a padded (height, width) map: (1, heads, N, N) without a
+        shift, else (batch * num_windows, heads, N, N), as the kernels take it. Cached per map size while the
+        bias table is unchanged and needs no gradient."""
+        table = self.relative_position_bias.relative_position_bias_table
+        cacheable = is_static(batch, height, width, window, shift) and not (
+            torch.is_grad_enabled() and table.requires_grad
         )
-        if key in self._mask_cache:
+        key = (batch, height, width, window, shift, dtype, table.device, table.data_ptr(), table._version)
+        if cacheable and key in self._mask_cache:
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
-        if shift > 0:
-            mask = mask + shifted_window_mask(height, width, window, shift, table.device).to(dtype).unsqueeze(1)
+        if shift:  # one mask per window position, repeated for every image of the batch
+            mask = (mask + self.shift_mask(height, width, window, shift, dtype)).repeat(batch, 1, 1, 1)
         if cacheable:
             if any(k[-2:] != key[-2:] for k in self._mask_cache) or len(self._mask_cache) >= 16:
                 self._mask_cache.clear()
@@ -292,8 +335,9 @@ class SwinAttention(nn.Module):
         return mask
 
     def forward(
-        self, windows: torch.Tensor, attention_mask: torch.Tensor, **kwargs
+        self, windows: torch.Tensor, map_size: tuple[int, int], window: int, shift: int, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attention over (batch * num_windows, window^2, C) windows of a padded, shifted map of `map_size`."""
         num_windows, num_tokens, dim = windows.shape
         qkv_bias = None
         if self.config.qkv_bias:
@@ -301,21 +345,43 @@ class SwinAttention(nn.Module):
         qkv = F.linear(windows, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]), qkv_bias)
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        # eager for a call that asks for the maps (sdpa never forms them), else the configured backend
-        attention = eager_attention_forward
-        if not kwargs.get("output_attentions", self.config.output_attentions):
-            attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        output, weights = attention(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.dropout if self.training else 0.0,
-            **kwargs,
-        )
+        attention = select_attention(self, kwargs)
+        if self.trains_on_cpu_with_sdpa(attention, query):
+            output = WindowAttention.apply(
+                query,
+                key,
+                value,
+                self.relative_position_bias(window),
+                self.shift_mask(*map_size, window, shift, query.dtype),
+                self.scaling,
+            )
+            output, weights = output.transpose(1, 2), None
+        else:
+            batch = num_windows // ((map_size[0] // window) * (map_size[1] // window))
+            mask = self.additive_mask(batch, *map_size, window, shift, query.dtype)
+            output, weights = attention(
+                self,
+                query,
+                key,
+                value,
+                mask,
+                scaling=self.scaling,
+                dropout=self.dropout if self.training else 0.0,
+                **kwargs,
+            )
         return self.o_proj(output.reshape(num_windows, num_tokens, dim)), weights
+
+    def trains_on_cpu_with_sdpa(self, attention, query: torch.Tensor) -> bool:
+        """Whether sdpa would take its math path because the scores need a gradient (see `WindowAttention`)."""
+        table = self.relative_position_bias.relative_position_bias_table
+        return (
+            attention is ALL_ATTENTION_FUNCTIONS["sdpa"]
+            and query.device.type == "cpu"
+            and torch.is_grad_enabled()
+            and (query.requires_grad or table.requires_grad)
+            and (self.dropout == 0.0 or not self.training)
+            and not torch.compiler.is_compiling()
+        )
 
 
 class SwinMLP(nn.Module):
@@ -373,10 +439,7 @@ class SwinLayer(GradientCheckpointingLayer):
         num_windows = batch * (padded_h // window) * (padded_w // window)
         windows = normed.index_select(1, order).view(num_windows, window * window, channels)
 
-        mask = self.attention.additive_mask(padded_h, padded_w, window, shift, windows.dtype)
-        if shift:  # one mask per window position: repeat it for every image of the batch
-            mask = mask.repeat(batch, 1, 1, 1)
-        attended, weights = self.attention(windows, mask, **kwargs)
+        attended, weights = self.attention(windows, (padded_h, padded_w), window, shift, **kwargs)
 
         # windows -> un-shifted (batch, H * W, C) without the padding, in one gather
         order = raster_order(padded_h, padded_w, window, shift, height, width, normed.device)
@@ -408,11 +471,14 @@ class SwinPatchMerging(nn.Module):
 
 
 class SwinStage(GradientCheckpointingLayer):
-    """Blocks at one resolution, then patch merging (all stages but the last)."""
+    """Blocks at one resolution, then patch merging (all stages but the last). The blocks run over chunks of
+    images (`map_chunks`), each image on its own as in any batch, so that a block's activations stay in cache."""
 
     def __init__(self, config: SwinConfig, index: int, drop_paths: list[float]):
         super().__init__()
+        self.config = config
         dim = config.embed_dim * 2**index
+        self.widest = max(int(config.mlp_ratio * dim), 3 * dim)  # the MLP's hidden or the qkv, per token
         self.blocks = nn.ModuleList(
             [
                 SwinLayer(config, dim, config.num_heads[index], drop_path, shifted=block % 2 == 1)
@@ -429,9 +495,18 @@ class SwinStage(GradientCheckpointingLayer):
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Returns the tokens for the next stage, this stage's map before merging, and the last block's attention."""
-        weights = None
-        for block in self.blocks:
-            hidden_states, weights = block(hidden_states, input_dimensions, always_partition, **kwargs)
+
+        def run_blocks(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            weights = None
+            for block in self.blocks:
+                tokens, weights = block(tokens, input_dimensions, always_partition, **kwargs)
+            return tokens, weights
+
+        if kwargs.get("output_attentions", self.config.output_attentions):
+            hidden_states, weights = run_blocks(hidden_states)
+        else:
+            image_bytes = hidden_states.shape[1] * self.widest * hidden_states.element_size()
+            hidden_states, weights = map_chunks(lambda x: run_blocks(x)[0], (hidden_states,), 0, image_bytes), None
         before_merging = hidden_states
         if self.downsample is not None:
             hidden_states = self.downsample(hidden_states, input_dimensions)
