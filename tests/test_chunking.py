@@ -92,8 +92,12 @@ def test_swin_in_chunks_matches_transformers(tmp_path, tiny_chunks):
     reference = transformers.SwinForImageClassification.from_pretrained(folder).eval()
     ours = hubformers.SwinForImageClassification.from_pretrained(folder).eval()
     pixel_values = torch.randn(2, 3, 40, 28)  # padding at every stage
+    batch_sizes = []
+    for stage in ours.swin.encoder.layers:
+        stage.blocks[0].register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
     with torch.no_grad():
         assert max_abs_diff(reference(pixel_values).logits, ours(pixel_values).logits) <= TOL
+    assert batch_sizes == [1, 1] * len(ours.swin.encoder.layers)  # every stage ran one image at a time
 
 
 def test_swin_gradients_in_chunks_equal_whole(monkeypatch):

@@ -471,8 +471,9 @@ class SwinPatchMerging(nn.Module):
 
 
 class SwinStage(GradientCheckpointingLayer):
-    """Blocks at one resolution, then patch merging (all stages but the last). The blocks run over chunks of
-    images (`map_chunks`), each image on its own as in any batch, so that a block's activations stay in cache."""
+    """Blocks at one resolution, then patch merging (all stages but the last). Without gradients, the blocks run
+    over chunks of images (`map_chunks`; each image is independent of the others) so that a block's
+    activations stay in cache."""
 
     def __init__(self, config: SwinConfig, index: int, drop_paths: list[float]):
         super().__init__()
@@ -502,7 +503,10 @@ class SwinStage(GradientCheckpointingLayer):
                 tokens, weights = block(tokens, input_dimensions, always_partition, **kwargs)
             return tokens, weights
 
-        if kwargs.get("output_attentions", self.config.output_attentions):
+        # training keeps whole batches: its activations stay alive for the backward, and chunks measured slower
+        if kwargs.get("output_attentions", self.config.output_attentions) or (
+            torch.is_grad_enabled() and hidden_states.requires_grad
+        ):
             hidden_states, weights = run_blocks(hidden_states)
         else:
             image_bytes = hidden_states.shape[1] * self.widest * hidden_states.element_size()
