@@ -255,34 +255,49 @@ class SwinRelativePositionBias(nn.Module):
 class WindowAttention(torch.autograd.Function):
     """softmax(q k^T * scale + bias + mask) v over windows, with the gradient of the learned bias, for training
     on the CPU: there sdpa has no fused kernel that differentiates an additive mask and falls back to its math
-    path, whose NaN-safe softmax adds three passes over the scores. `bias` is (1, heads, N, N); the fixed shift
-    `mask` (num_windows, 1, N, N), or None, repeats over the images of the batch by a broadcasting view instead
-    of a copy. The probabilities are kept for the backward, as the math path keeps them."""
+    path, whose NaN-safe softmax adds three passes over the scores. Takes the (windows, N, 3 * dim) output of
+    the qkv projection and returns (windows, N, dim): one copy puts the heads in the batch dimension of `bmm`,
+    one copy puts the gradients back. `bias` is (1, heads, N, N); the fixed shift `mask` (windows per image,
+    1, N, N), or None, broadcasts over the images of the batch instead of being repeated. The probabilities are
+    kept for the backward, as the math path keeps them."""
 
     @staticmethod
-    def forward(ctx, query, key, value, bias, mask, scale):
-        windows, heads, tokens, _ = query.shape
-        scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scale)  # (windows, heads, N, N)
-        if mask is None:
-            scores.add_(bias)
-        else:  # (images, windows per image, heads, N, N) + (windows per image, heads, N, N)
-            scores.view(-1, mask.shape[0], heads, tokens, tokens).add_(bias + mask)
+    def forward(ctx, qkv, bias, mask, num_heads, scale):
+        windows, tokens, width = qkv.shape
+        # (windows, N, 3 * dim) -> (3, windows * heads, N, head_dim), the query scaled on the way
+        heads = torch.empty(3, windows, num_heads, tokens, width // (3 * num_heads), dtype=qkv.dtype, device=qkv.device)
+        source = qkv.view(windows, tokens, 3, num_heads, -1).permute(2, 0, 3, 1, 4)
+        torch.mul(source[0], scale, out=heads[0])
+        heads[1:].copy_(source[1:])
+        query, key, value = heads.flatten(1, 2)
+        scores = torch.bmm(query, key.transpose(1, 2))  # (windows * heads, N, N)
+        additive = bias if mask is None else bias + mask  # (1 or windows per image, heads, N, N)
+        scores.view(-1, *additive.shape).add_(additive)
         probs = torch.softmax(scores, dim=-1)
         ctx.save_for_backward(query, key, value, probs)
         ctx.scale = scale
-        return torch.matmul(probs, value)
+        # (windows * heads, N, head_dim) -> (windows, N, dim)
+        return torch.bmm(probs, value).view(windows, num_heads, tokens, -1).transpose(1, 2).reshape(windows, tokens, -1)
 
     @staticmethod
     def backward(ctx, grad_output):
         query, key, value, probs = ctx.saved_tensors
-        grad_value = torch.matmul(probs.transpose(-1, -2), grad_output)
-        grad_probs = torch.matmul(grad_output, value.transpose(-1, -2))
-        grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
-        grad_bias = grad_scores.sum(0, keepdim=True) if ctx.needs_input_grad[3] else None
-        grad_scores.mul_(ctx.scale)
-        grad_query = torch.matmul(grad_scores, key)
-        grad_key = torch.matmul(grad_scores.transpose(-1, -2), query)
-        return grad_query, grad_key, grad_value, grad_bias, None, None
+        windows, tokens, dim = grad_output.shape
+        num_heads = query.shape[0] // windows
+        grad_output = grad_output.view(windows, tokens, num_heads, -1).transpose(1, 2).reshape(query.shape)
+        grads = torch.empty((3, *query.shape), dtype=query.dtype, device=query.device)
+        torch.bmm(probs.transpose(1, 2), grad_output, out=grads[2])
+        grad_scores = torch._softmax_backward_data(
+            torch.bmm(grad_output, value.transpose(1, 2)), probs, -1, probs.dtype
+        )
+        grad_bias = None
+        if ctx.needs_input_grad[1]:
+            grad_bias = grad_scores.view(-1, num_heads, tokens, tokens).sum(0, keepdim=True)
+        torch.bmm(grad_scores, key, out=grads[0]).mul_(ctx.scale)
+        torch.bmm(grad_scores.transpose(1, 2), query, out=grads[1])  # the saved query is already scaled
+        # (3, windows * heads, N, head_dim) -> (windows, N, 3 * dim)
+        grad_qkv = grads.view(3, windows, num_heads, tokens, -1).permute(1, 3, 0, 2, 4).reshape(windows, tokens, -1)
+        return grad_qkv, grad_bias, None, None, None
 
 
 class SwinAttention(nn.Module):
@@ -343,42 +358,34 @@ class SwinAttention(nn.Module):
         if self.config.qkv_bias:
             qkv_bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
         qkv = F.linear(windows, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]), qkv_bias)
+        attention = select_attention(self, kwargs)
+        if self.trains_on_cpu_with_sdpa(attention, qkv):
+            bias, mask = self.relative_position_bias(window), self.shift_mask(*map_size, window, shift, qkv.dtype)
+            return self.o_proj(WindowAttention.apply(qkv, bias, mask, self.num_heads, self.scaling)), None
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        attention = select_attention(self, kwargs)
-        if self.trains_on_cpu_with_sdpa(attention, query):
-            output = WindowAttention.apply(
-                query,
-                key,
-                value,
-                self.relative_position_bias(window),
-                self.shift_mask(*map_size, window, shift, query.dtype),
-                self.scaling,
-            )
-            output, weights = output.transpose(1, 2), None
-        else:
-            batch = num_windows // ((map_size[0] // window) * (map_size[1] // window))
-            mask = self.additive_mask(batch, *map_size, window, shift, query.dtype)
-            output, weights = attention(
-                self,
-                query,
-                key,
-                value,
-                mask,
-                scaling=self.scaling,
-                dropout=self.dropout if self.training else 0.0,
-                **kwargs,
-            )
+        batch = num_windows // ((map_size[0] // window) * (map_size[1] // window))
+        mask = self.additive_mask(batch, *map_size, window, shift, query.dtype)
+        output, weights = attention(
+            self,
+            query,
+            key,
+            value,
+            mask,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
+            **kwargs,
+        )
         return self.o_proj(output.reshape(num_windows, num_tokens, dim)), weights
 
-    def trains_on_cpu_with_sdpa(self, attention, query: torch.Tensor) -> bool:
+    def trains_on_cpu_with_sdpa(self, attention, qkv: torch.Tensor) -> bool:
         """Whether sdpa would take its math path because the scores need a gradient (see `WindowAttention`)."""
         table = self.relative_position_bias.relative_position_bias_table
         return (
             attention is ALL_ATTENTION_FUNCTIONS["sdpa"]
-            and query.device.type == "cpu"
+            and qkv.device.type == "cpu"
             and torch.is_grad_enabled()
-            and (query.requires_grad or table.requires_grad)
+            and (qkv.requires_grad or table.requires_grad)
             and (self.dropout == 0.0 or not self.training)
             and not torch.compiler.is_compiling()
         )
