@@ -25,13 +25,22 @@ def map_chunks(function, tensors: tuple[torch.Tensor, ...], dim: int, slice_byte
     of a call takes `slice_bytes` per slice and all of them would not fit in CHUNK_BYTES. Only on CPU and outside
     compiler traces, where a chunk count that depends on the input size would become a guard (compiled code
     fuses such layers anyway)."""
-    num_slices = tensors[0].shape[dim]
-    chunk = max(1, CHUNK_BYTES // slice_bytes)
-    if tensors[0].device.type != "cpu" or not is_static(num_slices) or num_slices <= chunk:
+    chunk = chunk_size(tensors[0], dim, slice_bytes)
+    if chunk == tensors[0].shape[dim]:
         return function(*tensors)
-    num_chunks = -(-num_slices // chunk)
-    chunk = -(-num_slices // num_chunks)  # chunks of equal size: a small last one would run less efficiently
     return torch.cat([function(*pieces) for pieces in zip(*(t.split(chunk, dim) for t in tensors))], dim)
+
+
+def chunk_size(tensor: torch.Tensor, dim: int, slice_bytes: int) -> int:
+    """How many slices of `tensor` along `dim` one chunk takes (`map_chunks`): all of them off the CPU, under
+    compiler traces, or when they fit in CHUNK_BYTES; else as many as fit, evened out over the chunks (a small
+    last chunk would run less efficiently)."""
+    num_slices = tensor.shape[dim]
+    chunk = max(1, CHUNK_BYTES // slice_bytes)
+    if tensor.device.type != "cpu" or not is_static(num_slices) or num_slices <= chunk:
+        return num_slices
+    num_chunks = -(-num_slices // chunk)
+    return -(-num_slices // num_chunks)
 
 
 def in_row_chunks(function, hidden_states: torch.Tensor, width: int) -> torch.Tensor:

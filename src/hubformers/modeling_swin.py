@@ -42,7 +42,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels, check_pixel_values
-from .chunking import in_row_chunks, is_static, map_chunks
+from .chunking import chunk_size, in_row_chunks, is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
 from .modeling_vit import select_attention, simmim_decoder, simmim_loss
@@ -401,6 +401,14 @@ class SwinMLP(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return in_row_chunks(self.position_wise, hidden_states, self.fc1.out_features)
 
+    def add_to_(self, hidden_states: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """hidden_states += MLP(norm(hidden_states)) in place, over chunks of tokens, for inference: the second
+        matmul accumulates into the residual stream, with no output buffer, bias copy or concatenation."""
+        tokens = hidden_states.view(-1, hidden_states.shape[-1])
+        for chunk in tokens.split(chunk_size(tokens, 0, self.fc1.out_features * tokens.element_size())):
+            chunk.addmm_(self.act(self.fc1(norm(chunk))), self.fc2.weight.t()).add_(self.fc2.bias)
+        return hidden_states
+
     def position_wise(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(hidden_states)))
 
@@ -452,8 +460,15 @@ class SwinLayer(GradientCheckpointingLayer):
         order = raster_order(padded_h, padded_w, window, shift, height, width, normed.device)
         attended = attended.view(batch, padded_h * padded_w, channels).index_select(1, order)
         hidden_states = hidden_states + self.drop_path(self.dropout(attended))
+        if self.infers(hidden_states):  # the sum above is a fresh tensor: the MLP may add to it in place
+            return self.mlp.add_to_(hidden_states, self.layernorm_after), weights
         mlp_out = self.dropout(self.mlp(self.layernorm_after(hidden_states)))
         return hidden_states + self.drop_path(mlp_out), weights
+
+    def infers(self, hidden_states: torch.Tensor) -> bool:
+        """Whether this call needs neither gradients nor dropout, and runs eagerly."""
+        needs_grad = torch.is_grad_enabled() and hidden_states.requires_grad
+        return not (self.training or needs_grad or torch.compiler.is_compiling())
 
 
 class SwinPatchMerging(nn.Module):
