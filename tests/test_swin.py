@@ -48,6 +48,7 @@ def test_classifier_matches_transformers_at_any_size(tmp_path, attn_implementati
     folder = reference_folder(tmp_path, transformers.SwinForImageClassification)
     ours = hubformers.SwinForImageClassification.from_pretrained(folder).eval()
     ours.set_attn_implementation(attn_implementation)
+    assert ours.config._attn_implementation == attn_implementation  # transformers accepts the switch
     for size in SIZES:
         # transformers' Swin shrinks its window in place on small maps: a fresh copy for every size
         reference = transformers.SwinForImageClassification.from_pretrained(folder).eval()

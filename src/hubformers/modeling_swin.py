@@ -14,7 +14,9 @@ Every forward call takes any input size: the image is padded to whole patches, e
 transformers' Swin. The relative-position bias of a block and the shift mask are built once per map size and
 cached (rebuilt whenever the bias table changes), and attention goes through transformers' interface with the
 bias and mask as one additive mask; a call that asks for `output_attentions` runs the eager path, which
-returns the probabilities. Module names are transformers' own, so checkpoints written by transformers' Swin
+returns the probabilities. Training on the CPU with sdpa runs `WindowAttention`, which differentiates the bias
+without sdpa's math-path fallback. Inference runs each stage over chunks of images and lets the MLP add to
+the residual stream in place, so that activations stay in cache (see chunking.py). Module names are transformers' own, so checkpoints written by transformers' Swin
 (microsoft/swin-* on the Hub) load as they are; a checkpoint with another window size loads with its bias
 tables resized bicubically.
 """
@@ -45,7 +47,7 @@ from .checks import check_classification_labels, check_pixel_values
 from .chunking import chunk_size, in_row_chunks, is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
-from .modeling_vit import select_attention, simmim_decoder, simmim_loss
+from .modeling_vit import eager_attention_forward, simmim_decoder, simmim_loss
 
 
 def cache_when_static(build):
@@ -358,7 +360,10 @@ class SwinAttention(nn.Module):
         if self.config.qkv_bias:
             qkv_bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
         qkv = F.linear(windows, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]), qkv_bias)
-        attention = select_attention(self, kwargs)
+        # eager for a call that asks for the maps (sdpa never forms them), else the configured backend
+        attention = eager_attention_forward
+        if not kwargs.get("output_attentions", self.config.output_attentions):
+            attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         if self.trains_on_cpu_with_sdpa(attention, qkv):
             bias, mask = self.relative_position_bias(window), self.shift_mask(*map_size, window, shift, qkv.dtype)
             return self.o_proj(WindowAttention.apply(qkv, bias, mask, self.num_heads, self.scaling)), None
@@ -406,7 +411,8 @@ class SwinMLP(nn.Module):
         matmul accumulates into the residual stream, with no output buffer, bias copy or concatenation."""
         tokens = hidden_states.view(-1, hidden_states.shape[-1])
         for chunk in tokens.split(chunk_size(tokens, 0, self.fc1.out_features * tokens.element_size())):
-            chunk.addmm_(self.act(self.fc1(norm(chunk))), self.fc2.weight.t()).add_(self.fc2.bias)
+            # out= rather than addmm_: the same kernel, and FLOP counters see it
+            torch.addmm(chunk, self.act(self.fc1(norm(chunk))), self.fc2.weight.t(), out=chunk).add_(self.fc2.bias)
         return hidden_states
 
     def position_wise(self, hidden_states: torch.Tensor) -> torch.Tensor:
