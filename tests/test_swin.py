@@ -239,6 +239,39 @@ def test_training_gradients_match_transformers(tmp_path, monkeypatch, size):
         assert max_abs_diff(reference_grads[name].grad, parameter.grad) <= TOL, name
 
 
+def test_wrapped_projections_are_called():
+    """A projection replaced by another module (as LoRA adapters do) runs its own forward, not the fused weights
+    or the in-place MLP: value projections and second MLP layers wrapped to add 1 give the model whose biases
+    are 1 higher."""
+
+    class PlusOne(torch.nn.Module):
+        def __init__(self, linear):
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x):
+            return self.linear(x) + 1.0
+
+    model = randomize(hubformers.SwinForImageClassification(hubformers.SwinConfig(**TINY_SWIN)))
+    pixel_values = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(pixel_values).logits
+        for stage in model.swin.encoder.layers:
+            for block in stage.blocks:
+                for linear in (block.attention.v_proj, block.mlp.fc2):
+                    linear.bias += 1.0
+        expected = model(pixel_values).logits
+        for stage in model.swin.encoder.layers:
+            for block in stage.blocks:
+                for linear in (block.attention.v_proj, block.mlp.fc2):
+                    linear.bias -= 1.0
+                block.attention.v_proj = PlusOne(block.attention.v_proj)
+                block.mlp.fc2 = PlusOne(block.mlp.fc2)
+        got = model(pixel_values).logits
+    assert max_abs_diff(expected, got) <= TOL
+    assert max_abs_diff(before, got) > 1e-3
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     config = hubformers.SwinConfig(**TINY_SWIN, drop_path_rate=0.0)
     plain = hubformers.SwinForImageClassification(config)

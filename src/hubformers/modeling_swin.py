@@ -356,10 +356,7 @@ class SwinAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attention over (batch * num_windows, window^2, C) windows of a padded, shifted map of `map_size`."""
         num_windows, num_tokens, dim = windows.shape
-        qkv_bias = None
-        if self.config.qkv_bias:
-            qkv_bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
-        qkv = F.linear(windows, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]), qkv_bias)
+        qkv = self.project_qkv(windows)
         # eager for a call that asks for the maps (sdpa never forms them), else the configured backend
         attention = eager_attention_forward
         if not kwargs.get("output_attentions", self.config.output_attentions):
@@ -382,6 +379,15 @@ class SwinAttention(nn.Module):
             **kwargs,
         )
         return self.o_proj(output.reshape(num_windows, num_tokens, dim)), weights
+
+    def project_qkv(self, windows: torch.Tensor) -> torch.Tensor:
+        """(windows, N, 3 * dim): one matmul on the concatenated weights, or through the modules themselves when
+        one is not a plain `nn.Linear` (a LoRA adapter, a quantized layer), whose forward the weights would skip."""
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if any(type(projection) is not nn.Linear for projection in projections):
+            return torch.cat([projection(windows) for projection in projections], dim=-1)
+        bias = torch.cat([p.bias for p in projections]) if self.config.qkv_bias else None
+        return F.linear(windows, torch.cat([p.weight for p in projections]), bias)
 
     def trains_on_cpu_with_sdpa(self, attention, qkv: torch.Tensor) -> bool:
         """Whether sdpa would take its math path because the scores need a gradient (see `WindowAttention`)."""
@@ -411,8 +417,11 @@ class SwinMLP(nn.Module):
         matmul accumulates into the residual stream, with no output buffer, bias copy or concatenation."""
         tokens = hidden_states.view(-1, hidden_states.shape[-1])
         for chunk in tokens.split(chunk_size(tokens, 0, self.fc1.out_features * tokens.element_size())):
-            # out= rather than addmm_: the same kernel, and FLOP counters see it
-            torch.addmm(chunk, self.act(self.fc1(norm(chunk))), self.fc2.weight.t(), out=chunk).add_(self.fc2.bias)
+            hidden = self.act(self.fc1(norm(chunk)))
+            if type(self.fc2) is nn.Linear:  # out= rather than addmm_: the same kernel, and FLOP counters see it
+                torch.addmm(chunk, hidden, self.fc2.weight.t(), out=chunk).add_(self.fc2.bias)
+            else:  # an adapter or a quantized layer runs its own forward
+                chunk.add_(self.fc2(hidden))
         return hidden_states
 
     def position_wise(self, hidden_states: torch.Tensor) -> torch.Tensor:
