@@ -6,6 +6,8 @@ a 4,096-token Longformer. Over 32 MB, glibc's malloc serves every allocation fro
 each call pays a page fault per 4 kB of its output, the GEMM writing it and the activation after it: on CPU the
 first-stage MLP of Swin-T runs twice as fast over chunks of rows (`in_row_chunks`), whose buffers malloc reuses
 and which stay in cache between the two matmuls. Each row is computed as before, so results do not change.
+The same holds for any function of independent slices (`map_chunks`): Swin's stages run over chunks of images
+at inference, Longformer's attention over chunks of blocks.
 """
 
 import torch
