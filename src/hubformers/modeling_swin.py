@@ -339,8 +339,12 @@ class SwinAttention(nn.Module):
         cacheable = is_static(batch, height, width, window, shift) and not (
             torch.is_grad_enabled() and table.requires_grad
         )
-        key = (batch, height, width, window, shift, dtype, table.device, table.data_ptr(), table._version)
-        if cacheable and key in self._mask_cache:
+        key = (
+            (batch, height, width, window, shift, dtype, table.device, table.data_ptr(), table._version)
+            if cacheable
+            else None
+        )
+        if key in self._mask_cache:
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
         if shift:  # one mask per window position, repeated for every image of the batch
