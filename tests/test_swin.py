@@ -272,6 +272,21 @@ def test_wrapped_projections_are_called():
     assert max_abs_diff(before, got) > 1e-3
 
 
+def test_frozen_blocks_around_a_trainable_mlp():
+    """In eval mode with gradients on, a trainable MLP behind frozen layers (its input needs no gradient) gets
+    the gradient it gets in a fully trainable model: no in-place inference path where a gradient is needed."""
+    model = randomize(hubformers.SwinForImageClassification(hubformers.SwinConfig(**TINY_SWIN)))
+    pixel_values = torch.randn(2, 3, 32, 32)
+    model(pixel_values).logits.sum().backward()
+    fc2 = model.swin.encoder.layers[0].blocks[0].mlp.fc2
+    expected = fc2.weight.grad.clone()
+    model.zero_grad()
+    model.requires_grad_(False)
+    fc2.requires_grad_(True)
+    model(pixel_values).logits.sum().backward()
+    assert max_abs_diff(fc2.weight.grad, expected) <= 1e-6
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     config = hubformers.SwinConfig(**TINY_SWIN, drop_path_rate=0.0)
     plain = hubformers.SwinForImageClassification(config)

@@ -16,9 +16,9 @@ cached (rebuilt whenever the bias table changes), and attention goes through tra
 bias and mask as one additive mask; a call that asks for `output_attentions` runs the eager path, which
 returns the probabilities. Training on the CPU with sdpa runs `WindowAttention`, which differentiates the bias
 without sdpa's math-path fallback. Inference runs each stage over chunks of images and lets the MLP add to
-the residual stream in place, so that activations stay in cache (see chunking.py). Module names are transformers' own, so checkpoints written by transformers' Swin
-(microsoft/swin-* on the Hub) load as they are; a checkpoint with another window size loads with its bias
-tables resized bicubically.
+the residual stream in place, so that activations stay in cache (see chunking.py). Module names are
+transformers' own, so checkpoints written by transformers' Swin (microsoft/swin-* on the Hub) load as they
+are; a checkpoint with another window size loads with its bias tables resized bicubically.
 """
 
 import functools
@@ -486,7 +486,9 @@ class SwinLayer(GradientCheckpointingLayer):
 
     def infers(self, hidden_states: torch.Tensor) -> bool:
         """Whether this call needs neither gradients nor dropout, and runs eagerly."""
-        needs_grad = torch.is_grad_enabled() and hidden_states.requires_grad
+        needs_grad = torch.is_grad_enabled() and (
+            hidden_states.requires_grad or any(p.requires_grad for p in self.mlp.parameters())
+        )
         return not (self.training or needs_grad or torch.compiler.is_compiling())
 
 
