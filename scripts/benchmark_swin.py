@@ -2,8 +2,9 @@
 
 A timm Swin (Swin-T by default: embed 96, depths 2-2-6-2, heads 3-6-12-24, window 7) is built with random
 weights and converted to ours; ours is saved and loaded by transformers' Swin (the checkpoint layout is
-shared). transformers and ours run sdpa attention, timm its default path. The loss of the forward+backward
-mode is the cross-entropy of the logits on random labels.
+shared). transformers and ours run sdpa attention, timm its default path. All three run without stochastic
+depth (timm's Swin defaults to a drop-path rate of 0.1, which in training mode would add work to timm alone).
+The loss of the forward+backward mode is the cross-entropy of the logits on random labels.
 """
 
 import argparse
@@ -39,7 +40,8 @@ def swin_forward_flops(config: SwinConfig, batch_size: int, image_size: tuple[in
 
 
 def workload(args: argparse.Namespace) -> Workload:
-    model_args = {**args.model_args, **({"img_size": args.image_size} if args.image_size else {})}
+    image_size = {"img_size": args.image_size} if args.image_size else {}
+    model_args = {"drop_path_rate": 0.0, **args.model_args, **image_size}
     timm_model = import_timm().create_model(args.model, pretrained=False, **model_args).eval()
     ours = convert_timm_swin(timm_model)
     ours.set_attn_implementation("sdpa")
