@@ -204,6 +204,8 @@ def test_bias_and_mask_are_cached_until_the_table_changes():
         first = model(pixel_values).logits
         model(pixel_values)
         assert len(calls) == 1  # built once for this resolution
+        # one mask per window position (16x16 map, window 4), not per image: the cache does not grow with batch
+        assert [mask.shape[0] for mask in attention._mask_cache.values()] == [16]
         model(torch.randn(1, 3, 40, 40))
         assert len(calls) == 2  # and once for another
     # a training step changes the table in place: the next call rebuilds and gives the fresh model's result

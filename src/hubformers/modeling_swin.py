@@ -329,26 +329,19 @@ class SwinAttention(nn.Module):
         table = self.relative_position_bias.relative_position_bias_table
         return shifted_window_mask(height, width, window, shift, table.device).to(dtype).unsqueeze(1)
 
-    def additive_mask(
-        self, batch: int, height: int, width: int, window: int, shift: int, dtype: torch.dtype
-    ) -> torch.Tensor:
-        """Bias plus shift mask for `batch` images of a padded (height, width) map: (1, heads, N, N) without a
-        shift, else (batch * num_windows, heads, N, N), as the kernels take it. Cached per map size while the
-        bias table is unchanged and needs no gradient."""
+    def additive_mask(self, height: int, width: int, window: int, shift: int, dtype: torch.dtype) -> torch.Tensor:
+        """Bias plus shift mask, (1 or num_windows, heads, N, N), for a padded (height, width) map. Cached per
+        map size while the bias table is unchanged and needs no gradient."""
         table = self.relative_position_bias.relative_position_bias_table
-        cacheable = is_static(batch, height, width, window, shift) and not (
-            torch.is_grad_enabled() and table.requires_grad
-        )
+        cacheable = is_static(height, width, window, shift) and not (torch.is_grad_enabled() and table.requires_grad)
         key = (
-            (batch, height, width, window, shift, dtype, table.device, table.data_ptr(), table._version)
-            if cacheable
-            else None
+            (height, width, window, shift, dtype, table.device, table.data_ptr(), table._version) if cacheable else None
         )
         if key in self._mask_cache:
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
-        if shift:  # one mask per window position, repeated for every image of the batch
-            mask = (mask + self.shift_mask(height, width, window, shift, dtype)).repeat(batch, 1, 1, 1)
+        if shift:
+            mask = mask + self.shift_mask(height, width, window, shift, dtype)
         if cacheable:
             if any(k[-2:] != key[-2:] for k in self._mask_cache) or len(self._mask_cache) >= 16:
                 self._mask_cache.clear()
@@ -370,8 +363,10 @@ class SwinAttention(nn.Module):
             return self.o_proj(WindowAttention.apply(qkv, bias, mask, self.num_heads, self.scaling)), None
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        batch = num_windows // ((map_size[0] // window) * (map_size[1] // window))
-        mask = self.additive_mask(batch, *map_size, window, shift, query.dtype)
+        mask = self.additive_mask(*map_size, window, shift, query.dtype)
+        # one mask per window position, repeated for every image (not for one image, as inference chunks run)
+        if shift and not (is_static(num_windows) and mask.shape[0] == num_windows):
+            mask = mask.repeat(num_windows // mask.shape[0], 1, 1, 1)
         output, weights = attention(
             self,
             query,
