@@ -14,7 +14,7 @@ Every forward call takes any input size: the image is padded to whole patches, e
 transformers' Swin. The relative-position bias of a block and the shift mask are built once per map size and
 cached (rebuilt whenever the bias table changes), and attention goes through transformers' interface with the
 bias and mask as one additive mask; a call that asks for `output_attentions` runs the eager path, which
-returns the probabilities. Training on the CPU with sdpa runs `WindowAttention`, which differentiates the bias
+returns the probabilities. Training on the CPU with sdpa runs `WindowAttention`, which differentiates the mask
 without sdpa's math-path fallback. Inference runs each stage over chunks of images and lets the MLP add to
 the residual stream in place, so that activations stay in cache (see chunking.py). Module names are
 transformers' own, so checkpoints written by transformers' Swin (microsoft/swin-* on the Hub) load as they
@@ -255,16 +255,15 @@ class SwinRelativePositionBias(nn.Module):
 
 
 class WindowAttention(torch.autograd.Function):
-    """softmax(q k^T * scale + bias + mask) v over windows, with the gradient of the learned bias, for training
-    on the CPU: there sdpa has no fused kernel that differentiates an additive mask and falls back to its math
-    path, whose NaN-safe softmax adds three passes over the scores. Takes the (windows, N, 3 * dim) output of
-    the qkv projection and returns (windows, N, dim): one copy puts the heads in the batch dimension of `bmm`,
-    one copy puts the gradients back. `bias` is (1, heads, N, N); the fixed shift `mask` (windows per image,
-    1, N, N), or None, broadcasts over the images of the batch instead of being repeated. The probabilities are
-    kept for the backward, as the math path keeps them."""
+    """softmax(q k^T * scale + mask) v over windows, with the gradient of the additive mask, for training on the
+    CPU: there sdpa has no fused kernel that differentiates an additive mask and falls back to its math path,
+    whose NaN-safe softmax adds three passes over the scores. Takes the (windows, N, 3 * dim) output of the qkv
+    projection and returns (windows, N, dim): one copy puts the heads in the batch dimension of `bmm`, one copy
+    puts the gradients back. The mask, (1 or windows per image, heads, N, N), broadcasts over the images of the
+    batch instead of being repeated. The probabilities are kept for the backward, as the math path keeps them."""
 
     @staticmethod
-    def forward(ctx, qkv, bias, mask, num_heads, scale):
+    def forward(ctx, qkv, mask, num_heads, scale):
         windows, tokens, width = qkv.shape
         # (windows, N, 3 * dim) -> (3, windows * heads, N, head_dim), the query scaled on the way
         heads = torch.empty(3, windows, num_heads, tokens, width // (3 * num_heads), dtype=qkv.dtype, device=qkv.device)
@@ -273,11 +272,10 @@ class WindowAttention(torch.autograd.Function):
         heads[1:].copy_(source[1:])
         query, key, value = heads.flatten(1, 2)
         scores = torch.bmm(query, key.transpose(1, 2))  # (windows * heads, N, N)
-        additive = bias if mask is None else bias + mask  # (1 or windows per image, heads, N, N)
-        scores.view(-1, *additive.shape).add_(additive)
+        scores.view(-1, *mask.shape).add_(mask)
         probs = torch.softmax(scores, dim=-1)
         ctx.save_for_backward(query, key, value, probs)
-        ctx.scale = scale
+        ctx.scale, ctx.mask_shape = scale, mask.shape
         # (windows * heads, N, head_dim) -> (windows, N, dim)
         return torch.bmm(probs, value).view(windows, num_heads, tokens, -1).transpose(1, 2).reshape(windows, tokens, -1)
 
@@ -292,14 +290,14 @@ class WindowAttention(torch.autograd.Function):
         grad_scores = torch._softmax_backward_data(
             torch.bmm(grad_output, value.transpose(1, 2)), probs, -1, probs.dtype
         )
-        grad_bias = None
-        if ctx.needs_input_grad[1]:
-            grad_bias = grad_scores.view(-1, num_heads, tokens, tokens).sum(0, keepdim=True)
+        grad_mask = None
+        if ctx.needs_input_grad[1]:  # summed over the images the mask was broadcast to
+            grad_mask = grad_scores.view(-1, *ctx.mask_shape).sum(0)
         torch.bmm(grad_scores, key, out=grads[0]).mul_(ctx.scale)
         torch.bmm(grad_scores.transpose(1, 2), query, out=grads[1])  # the saved query is already scaled
         # (3, windows * heads, N, head_dim) -> (windows, N, 3 * dim)
         grad_qkv = grads.view(3, windows, num_heads, tokens, -1).permute(1, 3, 0, 2, 4).reshape(windows, tokens, -1)
-        return grad_qkv, grad_bias, None, None, None
+        return grad_qkv, grad_mask, None, None
 
 
 class SwinAttention(nn.Module):
@@ -322,13 +320,6 @@ class SwinAttention(nn.Module):
         self.relative_position_bias = SwinRelativePositionBias(num_heads, config.window_size)
         self._mask_cache: dict = {}
 
-    def shift_mask(self, height: int, width: int, window: int, shift: int, dtype: torch.dtype) -> torch.Tensor | None:
-        """(num_windows, 1, N, N) region mask of a shifted (height, width) map, None without a shift."""
-        if not shift:
-            return None
-        table = self.relative_position_bias.relative_position_bias_table
-        return shifted_window_mask(height, width, window, shift, table.device).to(dtype).unsqueeze(1)
-
     def additive_mask(self, height: int, width: int, window: int, shift: int, dtype: torch.dtype) -> torch.Tensor:
         """Bias plus shift mask, (1 or num_windows, heads, N, N), for a padded (height, width) map. Cached per
         map size while the bias table is unchanged and needs no gradient."""
@@ -341,7 +332,7 @@ class SwinAttention(nn.Module):
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
         if shift:
-            mask = mask + self.shift_mask(height, width, window, shift, dtype)
+            mask = mask + shifted_window_mask(height, width, window, shift, table.device).to(dtype).unsqueeze(1)
         if cacheable:
             if any(k[-2:] != key[-2:] for k in self._mask_cache) or len(self._mask_cache) >= 16:
                 self._mask_cache.clear()
@@ -358,12 +349,11 @@ class SwinAttention(nn.Module):
         attention = eager_attention_forward
         if not kwargs.get("output_attentions", self.config.output_attentions):
             attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        mask = self.additive_mask(*map_size, window, shift, qkv.dtype)
         if self.trains_on_cpu_with_sdpa(attention, qkv):
-            bias, mask = self.relative_position_bias(window), self.shift_mask(*map_size, window, shift, qkv.dtype)
-            return self.o_proj(WindowAttention.apply(qkv, bias, mask, self.num_heads, self.scaling)), None
+            return self.o_proj(WindowAttention.apply(qkv, mask, self.num_heads, self.scaling)), None
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        mask = self.additive_mask(*map_size, window, shift, query.dtype)
         # one mask per window position, repeated for every image (not for one image, as inference chunks run)
         if shift and not (is_static(num_windows) and mask.shape[0] == num_windows):
             mask = mask.repeat(num_windows // mask.shape[0], 1, 1, 1)
