@@ -10,9 +10,10 @@ from conftest import max_abs_diff
 from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 import hubformers
-from hubformers import modeling_swin
+from hubformers import fused_linear, modeling_swin
 
 TOL = 1e-5
+needs_onednn = pytest.mark.skipif(not fused_linear.ONEDNN, reason="oneDNN's fused linear is for x86 CPUs")
 # 3 stages on 16x16 patches: maps 16 -> 8 -> 4; window 4 (shifted by 2) so every stage shifts but the last
 TINY_SWIN = dict(
     image_size=32,
@@ -43,8 +44,19 @@ def reference_folder(tmp_path, reference_class, **overrides):
     return tmp_path
 
 
+@pytest.mark.parametrize("onednn", [pytest.param(True, marks=needs_onednn), False])
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
-def test_classifier_matches_transformers_at_any_size(tmp_path, attn_implementation):
+def test_classifier_matches_transformers_at_any_size(tmp_path, monkeypatch, attn_implementation, onednn):
+    """Also with the linears fused by oneDNN (every one of them: qkv, output, both MLP layers, merging)."""
+    monkeypatch.setattr(fused_linear, "ONEDNN", onednn)
+    fused_calls = []
+    runs_fused = fused_linear.runs_fused
+
+    def recorded(*tensors):
+        fused_calls.append(runs_fused(*tensors))
+        return fused_calls[-1]
+
+    monkeypatch.setattr(fused_linear, "runs_fused", recorded)
     folder = reference_folder(tmp_path, transformers.SwinForImageClassification)
     ours = hubformers.SwinForImageClassification.from_pretrained(folder).eval()
     ours.set_attn_implementation(attn_implementation)
@@ -62,6 +74,7 @@ def test_classifier_matches_transformers_at_any_size(tmp_path, attn_implementati
             expected.hidden_states + expected.reshaped_hidden_states, got.hidden_states + got.reshaped_hidden_states
         ):
             assert e.shape == g.shape and max_abs_diff(e, g) <= TOL, size
+    assert fused_calls and all(fused is onednn for fused in fused_calls)
 
 
 def test_attention_maps_match_transformers_eager(tmp_path):

@@ -47,6 +47,7 @@ from .checks import check_classification_labels, check_pixel_values
 from .chunking import chunk_size, in_row_chunks, is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
+from .fused_linear import linear, linear_layer
 from .modeling_vit import eager_attention_forward, simmim_decoder, simmim_loss
 
 
@@ -351,7 +352,7 @@ class SwinAttention(nn.Module):
             attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         mask = self.additive_mask(*map_size, window, shift, qkv.dtype)
         if self.trains_on_cpu_with_sdpa(attention, qkv):
-            return self.o_proj(WindowAttention.apply(qkv, mask, self.num_heads, self.scaling)), None
+            return linear_layer(self.o_proj, WindowAttention.apply(qkv, mask, self.num_heads, self.scaling)), None
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         # one mask per window position, repeated for every image (not for one image, as inference chunks run)
@@ -367,7 +368,7 @@ class SwinAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             **kwargs,
         )
-        return self.o_proj(output.reshape(num_windows, num_tokens, dim)), weights
+        return linear_layer(self.o_proj, output.reshape(num_windows, num_tokens, dim)), weights
 
     def project_qkv(self, windows: torch.Tensor) -> torch.Tensor:
         """(windows, N, 3 * dim): one matmul on the concatenated weights, or through the modules themselves when
@@ -376,7 +377,7 @@ class SwinAttention(nn.Module):
         if any(type(projection) is not nn.Linear for projection in projections):
             return torch.cat([projection(windows) for projection in projections], dim=-1)
         bias = torch.cat([p.bias for p in projections]) if self.config.qkv_bias else None
-        return F.linear(windows, torch.cat([p.weight for p in projections]), bias)
+        return linear(windows, torch.cat([p.weight for p in projections]), bias)
 
     def trains_on_cpu_with_sdpa(self, attention, qkv: torch.Tensor) -> bool:
         """Whether sdpa would take its math path because the scores need a gradient (see `WindowAttention`)."""
@@ -396,21 +397,22 @@ class SwinMLP(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(dim, int(config.mlp_ratio * dim))
         self.act = ACT2FN[config.hidden_act]
+        self.fuses_gelu = config.hidden_act == "gelu"  # the exact GELU, which oneDNN applies inside fc1
         self.fc2 = nn.Linear(int(config.mlp_ratio * dim), dim)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return in_row_chunks(self.position_wise, hidden_states, self.fc1.out_features)
 
     def add_to_(self, hidden_states: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-        """hidden_states += MLP(norm(hidden_states)) in place, over chunks of tokens, for inference: the second
-        matmul accumulates into the residual stream, with no output buffer, bias copy or concatenation."""
+        """hidden_states += MLP(norm(hidden_states)) in place, over chunks of tokens, for inference: fc1 applies
+        GELU and fc2 adds the residual as fused post-ops (fused_linear.py), and no chunk leaves the cache."""
         tokens = hidden_states.view(-1, hidden_states.shape[-1])
         for chunk in tokens.split(chunk_size(tokens, 0, self.fc1.out_features * tokens.element_size())):
-            hidden = self.act(self.fc1(norm(chunk)))
-            if type(self.fc2) is nn.Linear:  # out= rather than addmm_: the same kernel, and FLOP counters see it
-                torch.addmm(chunk, hidden, self.fc2.weight.t(), out=chunk).add_(self.fc2.bias)
-            else:  # an adapter or a quantized layer runs its own forward
-                chunk.add_(self.fc2(hidden))
+            if self.fuses_gelu:
+                hidden = linear_layer(self.fc1, norm(chunk), gelu=True)
+            else:
+                hidden = self.act(linear_layer(self.fc1, norm(chunk)))
+            chunk.copy_(linear_layer(self.fc2, hidden, residual=chunk))
         return hidden_states
 
     def position_wise(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -495,7 +497,7 @@ class SwinPatchMerging(nn.Module):
         half_h, half_w = (height + 1) // 2, (width + 1) // 2
         merged = feature_map.view(batch, half_h, 2, half_w, 2, channels)
         merged = merged.permute(0, 1, 3, 4, 2, 5).reshape(batch, half_h * half_w, 4 * channels)
-        return self.reduction(self.norm(merged))
+        return linear_layer(self.reduction, self.norm(merged))
 
 
 class SwinStage(GradientCheckpointingLayer):

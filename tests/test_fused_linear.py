@@ -1,0 +1,75 @@
+"""Fused linear layers: oneDNN's linear with GELU or a residual add as post-ops gives F.linear's results, is
+what runs for float32 CPU inference on x86, falls back to the plain ops where a gradient is needed, runs an
+adapter's own forward, and is counted by FlopCounterMode."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import max_abs_diff
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from hubformers import fused_linear
+from hubformers.fused_linear import linear, linear_layer, runs_fused
+
+TOL = 1e-5
+needs_onednn = pytest.mark.skipif(not fused_linear.ONEDNN, reason="oneDNN's fused linear is for x86 CPUs")
+
+
+@pytest.fixture
+def operands():
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(3, 50, 24), torch.randn(40, 24) / 5, torch.randn(40)
+    return x, weight, bias, torch.randn(3, 50, 40)
+
+
+@pytest.mark.parametrize("onednn", [pytest.param(True, marks=needs_onednn), False])
+def test_fused_post_ops_match_the_plain_ops(monkeypatch, operands, onednn):
+    monkeypatch.setattr(fused_linear, "ONEDNN", onednn)
+    x, weight, bias, residual = operands
+    with torch.no_grad():
+        assert runs_fused(x, weight, bias) is onednn
+        assert max_abs_diff(linear(x, weight, bias), F.linear(x, weight, bias)) <= TOL
+        assert max_abs_diff(linear(x, weight, None), F.linear(x, weight)) <= TOL
+        assert max_abs_diff(linear(x, weight, bias, gelu=True), F.gelu(F.linear(x, weight, bias))) <= TOL
+        expected = residual + F.linear(x, weight, bias)
+        assert max_abs_diff(linear(x, weight, bias, residual=residual), expected) <= TOL
+
+
+@needs_onednn
+def test_plain_ops_wherever_a_gradient_or_another_dtype_is_needed(operands):
+    x, weight, bias, _ = operands
+    assert runs_fused(x, weight, bias)  # grad mode, but nothing requires a gradient
+    assert not runs_fused(x.double(), weight.double())
+    weight.requires_grad_(True)
+    assert not runs_fused(x, weight, bias)
+    linear(x, weight, bias, gelu=True).sum().backward()
+    expected = torch.autograd.grad(F.gelu(F.linear(x, weight, bias)).sum(), weight)[0]
+    assert max_abs_diff(weight.grad, expected) <= TOL
+
+
+def test_an_adapter_runs_its_own_forward(operands):
+    x, _, _, residual = operands
+
+    class Doubled(nn.Linear):
+        def forward(self, inputs):
+            return 2 * super().forward(inputs)
+
+    layer = Doubled(24, 40)
+    with torch.no_grad():
+        assert max_abs_diff(linear_layer(layer, x, residual=residual), residual + layer(x)) <= TOL
+
+
+def test_gelu_and_residual_together_are_refused(operands):
+    x, weight, bias, residual = operands
+    with torch.no_grad(), pytest.raises(ValueError, match="either GELU or a residual"):
+        linear(x, weight, bias, gelu=True, residual=residual)
+
+
+@needs_onednn
+def test_flop_counter_counts_the_fused_op(operands):
+    x, weight, bias, residual = operands
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        linear(x, weight, bias, gelu=True)
+        linear(x, weight, bias, residual=residual)
+    assert counter.get_total_flops() == 2 * (2 * 3 * 50 * 24 * 40)
