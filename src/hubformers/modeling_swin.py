@@ -304,7 +304,8 @@ class WindowAttention(torch.autograd.Function):
 class SwinAttention(nn.Module):
     """Multi-head self-attention inside each window, with the relative position bias and (for shifted windows)
     the region mask added to the scores. Query, key and value keep transformers' separate projections (its
-    checkpoint layout) and run as one matmul on their concatenated weights."""
+    checkpoint layout) and run as one matmul on their concatenated weights. The output projection `o_proj` is
+    the block's to apply, after it un-shifts the windows, so that inference adds the residual in the same call."""
 
     def __init__(self, config: SwinConfig, dim: int, num_heads: int):
         super().__init__()
@@ -343,7 +344,8 @@ class SwinAttention(nn.Module):
     def forward(
         self, windows: torch.Tensor, map_size: tuple[int, int], window: int, shift: int, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attention over (batch * num_windows, window^2, C) windows of a padded, shifted map of `map_size`."""
+        """Attention over (batch * num_windows, window^2, C) windows of a padded, shifted map of `map_size`:
+        the heads' outputs, concatenated, before `o_proj`."""
         num_windows, num_tokens, dim = windows.shape
         qkv = self.project_qkv(windows)
         # eager for a call that asks for the maps (sdpa never forms them), else the configured backend
@@ -352,7 +354,7 @@ class SwinAttention(nn.Module):
             attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         mask = self.additive_mask(*map_size, window, shift, qkv.dtype)
         if self.trains_on_cpu_with_sdpa(attention, qkv):
-            return linear_layer(self.o_proj, WindowAttention.apply(qkv, mask, self.num_heads, self.scaling)), None
+            return WindowAttention.apply(qkv, mask, self.num_heads, self.scaling), None
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         # one mask per window position, repeated for every image (not for one image, as inference chunks run)
@@ -368,7 +370,7 @@ class SwinAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             **kwargs,
         )
-        return linear_layer(self.o_proj, output.reshape(num_windows, num_tokens, dim)), weights
+        return output.reshape(num_windows, num_tokens, dim), weights
 
     def project_qkv(self, windows: torch.Tensor) -> torch.Tensor:
         """(windows, N, 3 * dim): one matmul on the concatenated weights, or through the modules themselves when
@@ -460,21 +462,22 @@ class SwinLayer(GradientCheckpointingLayer):
         num_windows = batch * (padded_h // window) * (padded_w // window)
         windows = normed.index_select(1, order).view(num_windows, window * window, channels)
 
-        attended, weights = self.attention(windows, (padded_h, padded_w), window, shift, **kwargs)
+        heads, weights = self.attention(windows, (padded_h, padded_w), window, shift, **kwargs)
 
         # windows -> un-shifted (batch, H * W, C) without the padding, in one gather
         order = raster_order(padded_h, padded_w, window, shift, height, width, normed.device)
-        attended = attended.view(batch, padded_h * padded_w, channels).index_select(1, order)
-        hidden_states = hidden_states + self.drop_path(self.dropout(attended))
-        if self.infers(hidden_states):  # the sum above is a fresh tensor: the MLP may add to it in place
+        heads = heads.view(batch, padded_h * padded_w, channels).index_select(1, order)
+        if self.infers(hidden_states):  # a fresh sum from o_proj, to which the MLP may add in place
+            hidden_states = linear_layer(self.attention.o_proj, heads, residual=hidden_states)
             return self.mlp.add_to_(hidden_states, self.layernorm_after), weights
+        hidden_states = hidden_states + self.drop_path(self.dropout(self.attention.o_proj(heads)))
         mlp_out = self.dropout(self.mlp(self.layernorm_after(hidden_states)))
         return hidden_states + self.drop_path(mlp_out), weights
 
     def infers(self, hidden_states: torch.Tensor) -> bool:
         """Whether this call needs neither gradients nor dropout, and runs eagerly."""
         needs_grad = torch.is_grad_enabled() and (
-            hidden_states.requires_grad or any(p.requires_grad for p in self.mlp.parameters())
+            hidden_states.requires_grad or any(p.requires_grad for p in self.parameters())
         )
         return not (self.training or needs_grad or torch.compiler.is_compiling())
 
