@@ -1,6 +1,6 @@
-"""Fused linear layers: oneDNN's linear with GELU or a residual add as post-ops gives F.linear's results, is
-what runs for float32 CPU inference on x86, falls back to the plain ops where a gradient is needed, runs an
-adapter's own forward, and is counted by FlopCounterMode."""
+"""Fused linear layers: oneDNN's linear with GELU or a residual add as post-ops gives F.linear's outputs and
+gradients, runs for float32 on x86 CPUs and nowhere else, runs an adapter's own forward, and is counted by
+FlopCounterMode."""
 
 import pytest
 import torch
@@ -37,15 +37,30 @@ def test_fused_post_ops_match_the_plain_ops(monkeypatch, operands, onednn):
 
 
 @needs_onednn
-def test_plain_ops_wherever_a_gradient_or_another_dtype_is_needed(operands):
+@pytest.mark.parametrize("gelu", [True, False])
+def test_gradients_match_the_plain_ops(operands, gelu):
+    """With gradients, oneDNN runs the forward (GELU as a second pass) and PyTorch's matmuls the backward."""
+    x, weight, bias, residual = (t.requires_grad_(True) for t in operands)
+    residual = None if gelu else residual
+    inputs = [t for t in (x, weight, bias, residual) if t is not None]
+    upstream = torch.randn(3, 50, 40)
+    got = torch.autograd.grad(linear(x, weight, bias, gelu, residual), inputs, upstream)
+    expected_output = fused_linear.finish(F.linear(x, weight, bias), gelu, residual)
+    expected = torch.autograd.grad(expected_output, inputs, upstream)
+    for g, e in zip(got, expected, strict=True):
+        assert max_abs_diff(g, e) <= TOL
+
+
+def test_plain_ops_for_other_dtypes_devices_and_tensor_subclasses(operands):
     x, weight, bias, _ = operands
-    assert runs_fused(x, weight, bias)  # grad mode, but nothing requires a gradient
+    assert runs_fused(x, weight, bias) is fused_linear.ONEDNN
     assert not runs_fused(x.double(), weight.double())
-    weight.requires_grad_(True)
-    assert not runs_fused(x, weight, bias)
-    linear(x, weight, bias, gelu=True).sum().backward()
-    expected = torch.autograd.grad(F.gelu(F.linear(x, weight, bias)).sum(), weight)[0]
-    assert max_abs_diff(weight.grad, expected) <= TOL
+    assert not runs_fused(x.to("meta"), weight.to("meta"))
+
+    class Tagged(torch.Tensor):
+        pass
+
+    assert not runs_fused(x.as_subclass(Tagged), weight)
 
 
 def test_an_adapter_runs_its_own_forward(operands):

@@ -1,4 +1,4 @@
-"""Linear layers fused with the pass that follows them, for inference on x86 CPUs.
+"""Linear layers through oneDNN on x86 CPUs, fused with the pass that follows them.
 
 PyTorch's eager `F.linear` runs MKL's GEMM, then GELU or a residual add as a second pass over the output.
 oneDNN computes `x W^T + b` and applies GELU or adds the residual as post-ops of the same call, while the
@@ -7,8 +7,10 @@ mkldnn fusion passes call `torch.ops.mkldnn._linear_pointwise`); here it runs in
 machine these models are benchmarked on, oneDNN's JIT GEMM is also 5-20% faster than MKL's for the shapes of
 Swin-T, and its results match `F.linear` to float32 rounding.
 
-The fused op has no backward, so it runs only when no input needs a gradient, for float32 on the CPU, with
-oneDNN enabled, and outside compiler traces (which fuse on their own); elsewhere `linear` runs the plain ops.
+The fused op has no backward: when a gradient is needed, `OneDNNLinear` runs it for the forward (bias and
+residual fused, GELU not, since its backward needs the input of GELU) and PyTorch's matmuls for the backward.
+It runs for float32 on the CPU, with oneDNN enabled, on plain tensors (not tensor subclasses such as DTensor
+or fake tensors) and outside compiler traces (which fuse on their own); elsewhere `linear` runs the plain ops.
 """
 
 import math
@@ -34,15 +36,42 @@ if ONEDNN and torch.ops.mkldnn._linear_pointwise not in flop_registry:
 
 
 def runs_fused(*tensors: torch.Tensor | None) -> bool:
-    """Whether `linear` takes the oneDNN path for these operands."""
+    """Whether `linear` runs oneDNN for these operands."""
     present = [t for t in tensors if t is not None]
     return (
         ONEDNN
         and torch.backends.mkldnn.enabled
-        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in present)
-        and not (torch.is_grad_enabled() and any(t.requires_grad for t in present))
+        and all(
+            type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu" and t.dtype == torch.float32
+            for t in present
+        )
         and not torch.compiler.is_compiling()
     )
+
+
+def onednn_linear(x, weight, bias=None, residual=None, gelu: bool = False) -> torch.Tensor:
+    if residual is not None:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu" if gelu else "none", [], "none")
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """`x W^T + b (+ residual)` by oneDNN, differentiable: the backward is PyTorch's matmuls."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, residual):
+        ctx.save_for_backward(x, weight)
+        return onednn_linear(x, weight, bias, residual)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, weight = ctx.saved_tensors
+        needs_x, needs_weight, needs_bias, needs_residual = ctx.needs_input_grad
+        rows = grad_output.reshape(-1, grad_output.shape[-1])  # (tokens, out_features)
+        grad_x = grad_output.matmul(weight) if needs_x else None
+        grad_weight = rows.t().mm(x.reshape(-1, x.shape[-1])) if needs_weight else None
+        grad_bias = rows.sum(0) if needs_bias else None
+        return grad_x, grad_weight, grad_bias, grad_output if needs_residual else None
 
 
 def linear(
@@ -53,11 +82,12 @@ def linear(
     residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`x W^T + b`, then GELU (exact, erf-based) when `gelu`, or plus `residual` (shaped like the output)."""
-    if runs_fused(x, weight, bias, residual) and not (gelu and residual is not None):
-        if residual is not None:
-            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu" if gelu else "none", [], "none")
-    return finish(F.linear(x, weight, bias), gelu, residual)
+    operands = (x, weight, bias, residual)
+    if not runs_fused(*operands) or (gelu and residual is not None):
+        return finish(F.linear(x, weight, bias), gelu, residual)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in operands):
+        return finish(OneDNNLinear.apply(*operands), gelu, None)
+    return onednn_linear(x, weight, bias, residual, gelu)
 
 
 def linear_layer(

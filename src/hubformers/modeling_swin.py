@@ -15,8 +15,9 @@ transformers' Swin. The relative-position bias of a block and the shift mask are
 cached (rebuilt whenever the bias table changes), and attention goes through transformers' interface with the
 bias and mask as one additive mask; a call that asks for `output_attentions` runs the eager path, which
 returns the probabilities. Training on the CPU with sdpa runs `WindowAttention`, which differentiates the mask
-without sdpa's math-path fallback. Inference runs each stage over chunks of images and lets the MLP add to
-the residual stream in place, so that activations stay in cache (see chunking.py). Module names are
+without sdpa's math-path fallback. Inference runs each stage over chunks of images, so that activations stay
+in cache (see chunking.py). On x86 CPUs the linears run through oneDNN, the output projection and fc2 adding
+the residual and fc1 applying GELU in the same call (see fused_linear.py). Module names are
 transformers' own, so checkpoints written by transformers' Swin (microsoft/swin-* on the Hub) load as they
 are; a checkpoint with another window size loads with its bias tables resized bicubically.
 """
@@ -44,7 +45,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels, check_pixel_values
-from .chunking import chunk_size, in_row_chunks, is_static, map_chunks
+from .chunking import in_row_chunks, is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
 from .fused_linear import linear, linear_layer
@@ -399,26 +400,26 @@ class SwinMLP(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(dim, int(config.mlp_ratio * dim))
         self.act = ACT2FN[config.hidden_act]
-        self.fuses_gelu = config.hidden_act == "gelu"  # the exact GELU, which oneDNN applies inside fc1
+        self.fuses_gelu = config.hidden_act == "gelu"  # the exact GELU, which oneDNN can apply inside fc1
         self.fc2 = nn.Linear(int(config.mlp_ratio * dim), dim)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return in_row_chunks(self.position_wise, hidden_states, self.fc1.out_features)
 
-    def add_to_(self, hidden_states: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-        """hidden_states += MLP(norm(hidden_states)) in place, over chunks of tokens, for inference: fc1 applies
-        GELU and fc2 adds the residual as fused post-ops (fused_linear.py), and no chunk leaves the cache."""
-        tokens = hidden_states.view(-1, hidden_states.shape[-1])
-        for chunk in tokens.split(chunk_size(tokens, 0, self.fc1.out_features * tokens.element_size())):
-            if self.fuses_gelu:
-                hidden = linear_layer(self.fc1, norm(chunk), gelu=True)
-            else:
-                hidden = self.act(linear_layer(self.fc1, norm(chunk)))
-            chunk.copy_(linear_layer(self.fc2, hidden, residual=chunk))
-        return hidden_states
+    def add_to(self, hidden_states: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """hidden_states + MLP(norm(hidden_states)), over chunks of tokens, fc2 adding the residual."""
 
-    def position_wise(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(hidden_states)))
+        def residual_block(chunk: torch.Tensor) -> torch.Tensor:
+            return self.position_wise(norm(chunk), residual=chunk)
+
+        return in_row_chunks(residual_block, hidden_states, self.fc1.out_features)
+
+    def position_wise(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self.fuses_gelu:
+            hidden = linear_layer(self.fc1, hidden_states, gelu=True)
+        else:
+            hidden = self.act(linear_layer(self.fc1, hidden_states))
+        return linear_layer(self.fc2, hidden, residual=residual)
 
 
 class SwinLayer(GradientCheckpointingLayer):
@@ -467,19 +468,13 @@ class SwinLayer(GradientCheckpointingLayer):
         # windows -> un-shifted (batch, H * W, C) without the padding, in one gather
         order = raster_order(padded_h, padded_w, window, shift, height, width, normed.device)
         heads = heads.view(batch, padded_h * padded_w, channels).index_select(1, order)
-        if self.infers(hidden_states):  # a fresh sum from o_proj, to which the MLP may add in place
+        if not self.training or (self.dropout.p == 0.0 and self.drop_path.drop_prob == 0.0):
+            # nothing comes between a branch and its sum: the projections add the residuals as they go
             hidden_states = linear_layer(self.attention.o_proj, heads, residual=hidden_states)
-            return self.mlp.add_to_(hidden_states, self.layernorm_after), weights
+            return self.mlp.add_to(hidden_states, self.layernorm_after), weights
         hidden_states = hidden_states + self.drop_path(self.dropout(self.attention.o_proj(heads)))
         mlp_out = self.dropout(self.mlp(self.layernorm_after(hidden_states)))
         return hidden_states + self.drop_path(mlp_out), weights
-
-    def infers(self, hidden_states: torch.Tensor) -> bool:
-        """Whether this call needs neither gradients nor dropout, and runs eagerly."""
-        needs_grad = torch.is_grad_enabled() and (
-            hidden_states.requires_grad or any(p.requires_grad for p in self.parameters())
-        )
-        return not (self.training or needs_grad or torch.compiler.is_compiling())
 
 
 class SwinPatchMerging(nn.Module):
