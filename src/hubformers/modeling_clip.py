@@ -169,9 +169,13 @@ class CLIPAttention(nn.Module):
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
+        **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return multi_head_attention(self, self.out_proj, hidden_states, attention_mask, **kwargs)
+        return multi_head_attention(self, self.out_proj, hidden_states, attention_mask, None, residual, **kwargs)
 
 
 class CLIPEncoderLayer(GradientCheckpointingLayer):
@@ -185,9 +189,9 @@ class CLIPEncoderLayer(GradientCheckpointingLayer):
         self.mlp = ViTMLP(config)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
-        attended, _ = self.self_attn(self.layer_norm1(hidden_states), attention_mask, **kwargs)
-        hidden_states = hidden_states + attended
-        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+        # the projections add the residuals as they go (fused_linear.py)
+        hidden_states, _ = self.self_attn(self.layer_norm1(hidden_states), attention_mask, hidden_states, **kwargs)
+        return self.mlp.add_to(hidden_states, self.layer_norm2)
 
 
 class CLIPEncoder(nn.Module):

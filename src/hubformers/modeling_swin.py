@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.activations import ACT2FN
 from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.core_model_loading import ConversionOps, WeightConverter
@@ -45,11 +44,11 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels, check_pixel_values
-from .chunking import in_row_chunks, is_static, map_chunks
+from .chunking import is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
 from .fused_linear import linear, linear_layer
-from .modeling_vit import eager_attention_forward, simmim_decoder, simmim_loss
+from .modeling_vit import ViTMLP, eager_attention_forward, simmim_decoder, simmim_loss
 
 
 def cache_when_static(build):
@@ -395,33 +394,6 @@ class SwinAttention(nn.Module):
         )
 
 
-class SwinMLP(nn.Module):
-    def __init__(self, config: SwinConfig, dim: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, int(config.mlp_ratio * dim))
-        self.act = ACT2FN[config.hidden_act]
-        self.fuses_gelu = config.hidden_act == "gelu"  # the exact GELU, which oneDNN can apply inside fc1
-        self.fc2 = nn.Linear(int(config.mlp_ratio * dim), dim)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return in_row_chunks(self.position_wise, hidden_states, self.fc1.out_features)
-
-    def add_to(self, hidden_states: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-        """hidden_states + MLP(norm(hidden_states)), over chunks of tokens, fc2 adding the residual."""
-
-        def residual_block(chunk: torch.Tensor) -> torch.Tensor:
-            return self.position_wise(norm(chunk), residual=chunk)
-
-        return in_row_chunks(residual_block, hidden_states, self.fc1.out_features)
-
-    def position_wise(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        if self.fuses_gelu:
-            hidden = linear_layer(self.fc1, hidden_states, gelu=True)
-        else:
-            hidden = self.act(linear_layer(self.fc1, hidden_states))
-        return linear_layer(self.fc2, hidden, residual=residual)
-
-
 class SwinLayer(GradientCheckpointingLayer):
     """One Swin block (Eq. 3): x + (S)W-MSA(LN(x)), then x + MLP(LN(x)); odd blocks shift the windows."""
 
@@ -432,7 +404,7 @@ class SwinLayer(GradientCheckpointingLayer):
         self.layernorm_before = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.attention = SwinAttention(config, dim, num_heads)
         self.layernorm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.mlp = SwinMLP(config, dim)
+        self.mlp = ViTMLP(config, dim, int(config.mlp_ratio * dim))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.drop_path = SwinDropPath(drop_path)
 

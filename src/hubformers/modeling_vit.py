@@ -31,6 +31,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels, check_image_size, check_pixel_values
 from .chunking import in_row_chunks
+from .fused_linear import linear_layer
 from .configuration_vit import ViTConfig, to_pair
 
 
@@ -140,19 +141,22 @@ def multi_head_attention(
     hidden_states: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     num_queries: int | None = None,
+    residual: torch.Tensor | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Self-attention of an attention module holding `q_proj`, `k_proj`, `v_proj`, `head_dim`, `scaling`,
-    `dropout` and `config`, then `output_projection`; the output and the weights (None from fused kernels).
-    With `num_queries`, only the first tokens ask (all are keys and values) and only they get an output.
-    One function for the modules of ViT and CLIP, whose output projections have different checkpoint names."""
+    `dropout` and `config`, then `output_projection` (which adds `residual`, when given, in the same call);
+    the output and the weights (None from fused kernels). With `num_queries`, only the first tokens ask (all
+    are keys and values) and only they get an output. One function for the modules of ViT and CLIP, whose
+    output projections have different checkpoint names."""
     batch_size = hidden_states.shape[0]
 
     def heads(x):  # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
         return x.view(batch_size, x.shape[1], -1, module.head_dim).transpose(1, 2)
 
-    query = heads(module.q_proj(hidden_states[:, :num_queries]))
-    key, value = heads(module.k_proj(hidden_states)), heads(module.v_proj(hidden_states))
+    query = heads(linear_layer(module.q_proj, hidden_states[:, :num_queries]))
+    key = heads(linear_layer(module.k_proj, hidden_states))
+    value = heads(linear_layer(module.v_proj, hidden_states))
     output, weights = select_attention(module, kwargs)(
         module,
         query,
@@ -163,7 +167,8 @@ def multi_head_attention(
         dropout=module.dropout if module.training else 0.0,
         **kwargs,
     )
-    return output_projection(output.reshape(batch_size, query.shape[2], -1)), weights
+    output = output.reshape(batch_size, query.shape[2], -1)
+    return linear_layer(output_projection, output, residual=residual), weights
 
 
 class ViTAttention(nn.Module):
@@ -187,23 +192,42 @@ class ViTAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         num_queries: int | None = None,
+        residual: torch.Tensor | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return multi_head_attention(self, self.o_proj, hidden_states, attention_mask, num_queries, **kwargs)
+        return multi_head_attention(self, self.o_proj, hidden_states, attention_mask, num_queries, residual, **kwargs)
 
 
 class ViTMLP(nn.Module):
-    def __init__(self, config: ViTConfig):
+    """fc1, activation, fc2, position-wise over chunks of tokens (chunking.py); on x86 CPUs fc1 applies an exact
+    GELU and fc2 adds the residual in the same oneDNN call (fused_linear.py). Sizes default to the config's
+    `hidden_size` and `intermediate_size` (Swin passes its stage's)."""
+
+    def __init__(self, config, dim: int | None = None, hidden: int | None = None):
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        dim, hidden = dim or config.hidden_size, hidden or config.intermediate_size
+        self.fc1 = nn.Linear(dim, hidden)
         self.act = ACT2FN[config.hidden_act]
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.fuses_gelu = config.hidden_act == "gelu"  # the exact GELU, which oneDNN can apply inside fc1
+        self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return in_row_chunks(self.position_wise, hidden_states, self.fc1.out_features)
 
-    def position_wise(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(hidden_states)))
+    def add_to(self, hidden_states: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """hidden_states + MLP(norm(hidden_states)), over chunks of tokens, fc2 adding the residual."""
+
+        def residual_block(chunk: torch.Tensor) -> torch.Tensor:
+            return self.position_wise(norm(chunk), residual=chunk)
+
+        return in_row_chunks(residual_block, hidden_states, self.fc1.out_features)
+
+    def position_wise(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self.fuses_gelu:
+            hidden = linear_layer(self.fc1, hidden_states, gelu=True)
+        else:
+            hidden = self.act(linear_layer(self.fc1, hidden_states))
+        return linear_layer(self.fc2, hidden, residual=residual)
 
 
 class ViTLayer(GradientCheckpointingLayer):
@@ -225,8 +249,12 @@ class ViTLayer(GradientCheckpointingLayer):
         num_queries: int | None = None,
         **kwargs,
     ):
-        attended, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, num_queries, **kwargs)
-        hidden_states = hidden_states[:, :num_queries] + self.dropout(attended)
+        normed, residual = self.layernorm_before(hidden_states), hidden_states[:, :num_queries]
+        if not self.training or self.dropout.p == 0.0:  # the projections add the residuals as they go
+            hidden_states, _ = self.attention(normed, attention_mask, num_queries, residual, **kwargs)
+            return self.mlp.add_to(hidden_states, self.layernorm_after)
+        attended, _ = self.attention(normed, attention_mask, num_queries, **kwargs)
+        hidden_states = residual + self.dropout(attended)
         return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
 
 
