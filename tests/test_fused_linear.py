@@ -63,6 +63,18 @@ def test_plain_ops_for_other_dtypes_devices_and_tensor_subclasses(operands):
     assert not runs_fused(x.as_subclass(Tagged), weight)
 
 
+def test_torch_func_transforms_run_the_plain_ops(operands):
+    x, weight, bias, residual = operands
+
+    def loss(w):
+        return linear(x, w, bias, residual=residual).square().sum()
+
+    expected = torch.autograd.grad(loss(weight.requires_grad_(True)), weight)[0]
+    assert max_abs_diff(torch.func.grad(loss)(weight.detach()), expected) <= TOL
+    per_row = torch.func.vmap(lambda row: linear(row, weight.detach(), bias, gelu=True))(x)
+    assert max_abs_diff(per_row, F.gelu(F.linear(x, weight, bias))) <= TOL
+
+
 def test_an_adapter_runs_its_own_forward(operands):
     x, _, _, residual = operands
 

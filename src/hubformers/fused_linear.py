@@ -10,7 +10,8 @@ Swin-T, and its results match `F.linear` to float32 rounding.
 The fused op has no backward: when a gradient is needed, `OneDNNLinear` runs it for the forward (bias and
 residual fused, GELU not, since its backward needs the input of GELU) and PyTorch's matmuls for the backward.
 It runs for float32 on the CPU, with oneDNN enabled, on plain tensors (not tensor subclasses such as DTensor
-or fake tensors) and outside compiler traces (which fuse on their own); elsewhere `linear` runs the plain ops.
+or fake tensors), outside compiler traces (which fuse on their own) and outside torch.func transforms;
+elsewhere `linear` runs the plain ops.
 """
 
 import math
@@ -46,6 +47,7 @@ def runs_fused(*tensors: torch.Tensor | None) -> bool:
             for t in present
         )
         and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()  # torch.func's vmap/grad: the op has no rules
     )
 
 

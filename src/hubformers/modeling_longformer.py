@@ -39,6 +39,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels
 from .chunking import in_row_chunks, is_static, map_chunks
+from .fused_linear import linear_layer
 from .configuration_longformer import LongformerConfig
 
 # --- outputs ----------------------------------------------------------------------------------------------
@@ -271,9 +272,11 @@ class LongformerSelfAttention(nn.Module):
         need_weights = kwargs.get("output_attentions", self.config.output_attentions)
         scaling = self.head_dim**-0.5
         # (batch, tokens, hidden) -> (batch, tokens, heads, head_dim)
-        query = (self.query(hidden_states) * scaling).view(batch_size, num_tokens, self.num_heads, self.head_dim)
-        key = self.key(hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
-        value = self.value(hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        query = (linear_layer(self.query, hidden_states) * scaling).view(
+            batch_size, num_tokens, self.num_heads, self.head_dim
+        )
+        key = linear_layer(self.key, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        value = linear_layer(self.value, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
 
         context, local_probs = self.windowed_attention(query, key, value, masks, need_weights)
         global_context, global_probs = self.global_attention(hidden_states, masks)
@@ -461,7 +464,9 @@ class LongformerResidualOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+        if self.training and self.dropout.p > 0.0:
+            return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+        return self.LayerNorm(linear_layer(self.dense, hidden_states, residual=residual))  # the add fused
 
 
 class LongformerAttention(nn.Module):
@@ -480,9 +485,12 @@ class LongformerIntermediate(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
+        self.fuses_gelu = config.hidden_act == "gelu"  # the exact GELU, which oneDNN can apply inside dense
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.intermediate_act_fn(self.dense(hidden_states))
+        if self.fuses_gelu:
+            return linear_layer(self.dense, hidden_states, gelu=True)
+        return self.intermediate_act_fn(linear_layer(self.dense, hidden_states))
 
 
 class LongformerLayer(GradientCheckpointingLayer):
