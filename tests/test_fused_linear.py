@@ -63,6 +63,14 @@ def test_plain_ops_for_other_dtypes_devices_and_tensor_subclasses(operands):
     assert not runs_fused(x.as_subclass(Tagged), weight)
 
 
+def test_autocast_gets_the_plain_ops_in_its_dtype(operands):
+    x, weight, bias, residual = operands
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert linear(x, weight, bias, gelu=True).dtype == torch.bfloat16
+        expected = residual + F.linear(x, weight, bias)  # bfloat16 promoted by the float32 residual
+        assert max_abs_diff(linear(x, weight, bias, residual=residual), expected) == 0
+
+
 def test_torch_func_transforms_run_the_plain_ops(operands):
     x, weight, bias, residual = operands
 

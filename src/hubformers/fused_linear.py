@@ -10,7 +10,7 @@ Swin-T, and its results match `F.linear` to float32 rounding.
 The fused op has no backward: when a gradient is needed, `OneDNNLinear` runs it for the forward (bias and
 residual fused, GELU not, since its backward needs the input of GELU) and PyTorch's matmuls for the backward.
 It runs for float32 on the CPU, with oneDNN enabled, on plain tensors (not tensor subclasses such as DTensor
-or fake tensors), outside compiler traces (which fuse on their own) and outside torch.func transforms;
+or fake tensors), outside autocast, compiler traces (which fuse on their own) and torch.func transforms;
 elsewhere `linear` runs the plain ops.
 """
 
@@ -46,6 +46,7 @@ def runs_fused(*tensors: torch.Tensor | None) -> bool:
             type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu" and t.dtype == torch.float32
             for t in present
         )
+        and not torch.is_autocast_enabled("cpu")  # autocast casts F.linear's operands to its dtype
         and not torch.compiler.is_compiling()
         and not torch._C._are_functorch_transforms_active()  # torch.func's vmap/grad: the op has no rules
     )
