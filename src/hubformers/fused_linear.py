@@ -17,10 +17,13 @@ elsewhere `linear` runs the plain ops.
 import math
 import platform
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import flop_registry, register_flop_formula
+from transformers.activations import GELUActivation
 
 ONEDNN = (
     platform.machine().lower() in ("x86_64", "amd64")  # elsewhere the platform's BLAS is the faster choice
@@ -94,13 +97,29 @@ def linear(
 
 
 def linear_layer(
-    layer: nn.Module, x: torch.Tensor, gelu: bool = False, residual: torch.Tensor | None = None
+    layer: nn.Module,
+    x: torch.Tensor,
+    activation: Callable | None = None,
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`linear` with a layer's weights when it is a plain `nn.Linear`; any other module (a LoRA adapter, a
-    quantized layer) runs its own forward, which the weights alone would skip."""
+    quantized layer) runs its own forward, which the weights alone would skip. `activation` (a module of
+    transformers' `ACT2FN`) is fused when it is the exact GELU, else applied to the output."""
+    if activation is not None and residual is not None:
+        raise ValueError("A linear layer takes either an activation or a residual add after it, not both.")
+    gelu = is_exact_gelu(activation)
     if type(layer) is nn.Linear:
-        return linear(x, layer.weight, layer.bias, gelu, residual)
-    return finish(layer(x), gelu, residual)
+        output = linear(x, layer.weight, layer.bias, gelu, residual)
+    else:
+        output = finish(layer(x), gelu, residual)
+    return output if gelu or activation is None else activation(output)
+
+
+def is_exact_gelu(activation: Callable | None) -> bool:
+    """Whether `activation` is the erf-based GELU (transformers' "gelu", torch's `nn.GELU()`), oneDNN's post-op."""
+    if type(activation) is GELUActivation:
+        return activation.act is F.gelu
+    return type(activation) is nn.GELU and activation.approximate == "none"
 
 
 def finish(output: torch.Tensor, gelu: bool, residual: torch.Tensor | None) -> torch.Tensor:

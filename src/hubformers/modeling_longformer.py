@@ -39,8 +39,8 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels
 from .chunking import in_row_chunks, is_static, map_chunks
-from .fused_linear import linear_layer
 from .configuration_longformer import LongformerConfig
+from .fused_linear import linear_layer
 
 # --- outputs ----------------------------------------------------------------------------------------------
 
@@ -485,12 +485,9 @@ class LongformerIntermediate(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
-        self.fuses_gelu = config.hidden_act == "gelu"  # the exact GELU, which oneDNN can apply inside dense
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if self.fuses_gelu:
-            return linear_layer(self.dense, hidden_states, gelu=True)
-        return self.intermediate_act_fn(linear_layer(self.dense, hidden_states))
+        return linear_layer(self.dense, hidden_states, activation=self.intermediate_act_fn)
 
 
 class LongformerLayer(GradientCheckpointingLayer):

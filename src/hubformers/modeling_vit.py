@@ -31,8 +31,8 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_classification_labels, check_image_size, check_pixel_values
 from .chunking import in_row_chunks
-from .fused_linear import linear_layer
 from .configuration_vit import ViTConfig, to_pair
+from .fused_linear import linear_layer
 
 
 class ViTPatchEmbeddings(nn.Module):
@@ -208,7 +208,6 @@ class ViTMLP(nn.Module):
         dim, hidden = dim or config.hidden_size, hidden or config.intermediate_size
         self.fc1 = nn.Linear(dim, hidden)
         self.act = ACT2FN[config.hidden_act]
-        self.fuses_gelu = config.hidden_act == "gelu"  # the exact GELU, which oneDNN can apply inside fc1
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -223,10 +222,7 @@ class ViTMLP(nn.Module):
         return in_row_chunks(residual_block, hidden_states, self.fc1.out_features)
 
     def position_wise(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        if self.fuses_gelu:
-            hidden = linear_layer(self.fc1, hidden_states, gelu=True)
-        else:
-            hidden = self.act(linear_layer(self.fc1, hidden_states))
+        hidden = linear_layer(self.fc1, hidden_states, activation=self.act)
         return linear_layer(self.fc2, hidden, residual=residual)
 
 
