@@ -39,7 +39,8 @@ def test_fused_post_ops_match_the_plain_ops(monkeypatch, operands, onednn):
 @needs_onednn
 @pytest.mark.parametrize("gelu", [True, False])
 def test_gradients_match_the_plain_ops(operands, gelu):
-    """With gradients, oneDNN runs the forward (GELU as a second pass) and PyTorch's matmuls the backward."""
+    """With gradients, oneDNN runs the forward (GELU as a second pass) and the input's gradient, PyTorch's
+    matmul the weight's."""
     x, weight, bias, residual = (t.requires_grad_(True) for t in operands)
     residual = None if gelu else residual
     inputs = [t for t in (x, weight, bias, residual) if t is not None]
@@ -49,6 +50,19 @@ def test_gradients_match_the_plain_ops(operands, gelu):
     expected = torch.autograd.grad(expected_output, inputs, upstream)
     for g, e in zip(got, expected, strict=True):
         assert max_abs_diff(g, e) <= TOL
+
+
+@needs_onednn
+def test_second_order_gradients_match_the_plain_ops(operands):
+    """A gradient penalty differentiates the backward: it runs the plain matmul, which autograd can differentiate."""
+    x, weight, bias, residual = (t.requires_grad_(True) for t in operands)
+
+    def penalty(output):
+        (grad_x,) = torch.autograd.grad(output.square().sum(), x, create_graph=True)
+        return torch.autograd.grad(grad_x.square().sum(), weight)[0]
+
+    expected = penalty(residual + F.linear(x, weight, bias))
+    assert max_abs_diff(penalty(linear(x, weight, bias, residual=residual)), expected) <= 1e-4 * expected.abs().max()
 
 
 def test_plain_ops_for_other_dtypes_devices_and_tensor_subclasses(operands):

@@ -8,7 +8,9 @@ machine these models are benchmarked on, oneDNN's JIT GEMM is also 5-20% faster 
 Swin-T, and its results match `F.linear` to float32 rounding.
 
 The fused op has no backward: when a gradient is needed, `OneDNNLinear` runs it for the forward (bias and
-residual fused, GELU not, since its backward needs the input of GELU) and PyTorch's matmuls for the backward.
+residual fused, GELU not, since its backward needs the input of GELU) and for the input's gradient (the
+transposed weight read in place), and PyTorch's matmul for the weight's gradient, whose operands oneDNN
+would first copy to transpose them.
 It runs for float32 on the CPU, with oneDNN enabled, on plain tensors (not tensor subclasses such as DTensor
 or fake tensors), outside autocast, compiler traces (which fuse on their own) and torch.func transforms;
 elsewhere `linear` runs the plain ops.
@@ -62,7 +64,8 @@ def onednn_linear(x, weight, bias=None, residual=None, gelu: bool = False) -> to
 
 
 class OneDNNLinear(torch.autograd.Function):
-    """`x W^T + b (+ residual)` by oneDNN, differentiable: the backward is PyTorch's matmuls."""
+    """`x W^T + b (+ residual)` by oneDNN, differentiable: the input's gradient `grad W` by oneDNN too, the
+    weight's `grad^T x` by PyTorch's matmul."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, residual):
@@ -74,7 +77,10 @@ class OneDNNLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         needs_x, needs_weight, needs_bias, needs_residual = ctx.needs_input_grad
         rows = grad_output.reshape(-1, grad_output.shape[-1])  # (tokens, out_features)
-        grad_x = grad_output.matmul(weight) if needs_x else None
+        grad_x = None
+        if needs_x:  # the plain matmul when the backward is itself differentiated (create_graph=True)
+            plain = torch.is_grad_enabled() or not runs_fused(grad_output)
+            grad_x = grad_output.matmul(weight) if plain else onednn_linear(grad_output, weight.t())
         grad_weight = rows.t().mm(x.reshape(-1, x.shape[-1])) if needs_weight else None
         grad_bias = rows.sum(0) if needs_bias else None
         return grad_x, grad_weight, grad_bias, grad_output if needs_residual else None
