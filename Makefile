@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo test test-slow benchmark text-to-image
+.PHONY: install install-test demo test test-slow lint benchmark text-to-image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: install-test
 
 test-slow: install-test
 	$(BIN)/python -m pytest -q -m slow
+
+lint: $(BIN)/python
+	$(BIN)/pip install -q ruff
+	$(BIN)/ruff check && $(BIN)/ruff format --check
 
 benchmark: install-test
 	for model in vit swin clip vae longformer; do $(BIN)/hubformers benchmark $$model || exit 1; done

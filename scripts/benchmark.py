@@ -172,8 +172,10 @@ def build_report(workload: Workload, args: argparse.Namespace, differences: dict
 
 def format_table(rows: list[dict]) -> str:
     lines = [
-        f"{'mode':<18}{'implementation':<16}{'median s':>10}{'ours/this':>11}{'(quartiles)':>15}"
-        f"{'GFLOP/s':>10}{'% of peak':>11}"
+        (
+            f"{'mode':<18}{'implementation':<16}{'median s':>10}{'ours/this':>11}{'(quartiles)':>15}"
+            f"{'GFLOP/s':>10}{'% of peak':>11}"
+        )
     ]
     for r in rows:
         low, high = r["ours_over_this_quartiles"]
@@ -193,8 +195,10 @@ def format_report(report: dict) -> str:
     peaks = ", ".join(f"{mode} {peak:.2f}" for mode, peak in report["matmul_peak_gflops"].items())
     return "\n".join(
         [
-            f"{report['description']}, float32, batch {report['batch_size']}, {report['repeats']} repeats "
-            f"(+{report['warmup']} warm-up), interleaved",
+            (
+                f"{report['description']}, float32, batch {report['batch_size']}, {report['repeats']} repeats "
+                f"(+{report['warmup']} warm-up), interleaved"
+            ),
             f"torch threads: {report['threads']}",
             f"matmul peak ({size}x{size} float32, median over the rounds): {peaks} GFLOP/s",
             f"forward: {report['forward_gflop']:.4g} GFLOP (forward+backward: 3x)",

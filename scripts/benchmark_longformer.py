@@ -21,6 +21,11 @@ from pathlib import Path
 
 import torch
 import transformers
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from hubformers import LongformerConfig, LongformerModel
+from hubformers.modeling_longformer import LongformerSelfAttention
 from hubformers.scripts.benchmark import (
     Contender,
     Workload,
@@ -28,11 +33,6 @@ from hubformers.scripts.benchmark import (
     time_interleaved,
 )
 from hubformers.scripts.checkpoints import json_object
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
-
-from hubformers import LongformerConfig, LongformerModel
-from hubformers.modeling_longformer import LongformerSelfAttention
 
 # --- peak memory ------------------------------------------------------------------------------------------
 

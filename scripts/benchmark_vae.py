@@ -16,10 +16,10 @@ import subprocess
 import sys
 
 import torch
-from hubformers.scripts.benchmark import Contender, Workload
 from torch.utils.flop_counter import FlopCounterMode
 
 from hubformers import VAEConfig, VAEModel
+from hubformers.scripts.benchmark import Contender, Workload
 
 
 def diffusers_twin(model: VAEModel):

@@ -30,7 +30,8 @@ def default_bpe_path() -> Path:
 
 def build_clip_tokenizer(bpe_path: Path | None = None, model_max_length: int = CONTEXT_LENGTH) -> CLIPTokenizer:
     """transformers' CLIPTokenizer with OpenAI's vocabulary; texts truncate to `model_max_length` tokens."""
-    lines = gzip.open(bpe_path or default_bpe_path(), "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(bpe_path or default_bpe_path(), "rt", encoding="utf-8") as vocabulary:
+        lines = vocabulary.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : NUM_MERGES + 1]]  # line 0 is a version header
     symbols = list(bytes_to_unicode().values())
     tokens = symbols + [symbol + "</w>" for symbol in symbols] + ["".join(merge) for merge in merges]

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 import torch
-from hubformers.scripts.checkpoints import read_checkpoint
 
 from hubformers import VAEConfig, VAEImageProcessor, VAEModel
+from hubformers.scripts.checkpoints import read_checkpoint
 
 TOLERANCE = 1e-4
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")

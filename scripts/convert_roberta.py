@@ -15,14 +15,14 @@ import json
 from pathlib import Path
 
 import torch
+from transformers import AutoTokenizer, RobertaConfig, RobertaForMaskedLM
+
+from hubformers import LongformerConfig, LongformerForMaskedLM
 from hubformers.scripts.checkpoints import (
     add_checkpoint_arguments,
     folder_weights,
     read_checkpoint,
 )
-from transformers import AutoTokenizer, RobertaConfig, RobertaForMaskedLM
-
-from hubformers import LongformerConfig, LongformerForMaskedLM
 
 # RobertaConfig fields that LongformerConfig takes as they are
 SHARED_FIELDS = [

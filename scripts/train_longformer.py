@@ -15,6 +15,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from transformers import (
+    DataCollatorForLanguageModeling,
+    EvalPrediction,
+    Trainer,
+    set_seed,
+)
+
+from hubformers import LongformerConfig, LongformerForMaskedLM, __version__
 from hubformers.scripts.model_card import write_model_card
 from hubformers.scripts.text_data import (
     CORPORA,
@@ -29,14 +37,6 @@ from hubformers.scripts.training import (
     push_folder,
     training_arguments,
 )
-from transformers import (
-    DataCollatorForLanguageModeling,
-    EvalPrediction,
-    Trainer,
-    set_seed,
-)
-
-from hubformers import LongformerConfig, LongformerForMaskedLM, __version__
 
 # CPU-sized presets (the paper's base model is 768 wide, 12 layers, windows of 512): width, depth, heads, MLP
 # width, and one window per layer, growing with depth as in the paper (Section 4.1).

@@ -15,6 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+from transformers import Trainer, TrainerCallback, set_seed
+from transformers.utils import is_torchvision_available
+
+from hubformers import (
+    VAEConfig,
+    VAEImageProcessor,
+    VAEImageProcessorPil,
+    VAEModel,
+    __version__,
+)
 from hubformers.scripts.data import (
     FASHION_MNIST_DIR,
     LOADERS,
@@ -27,17 +38,6 @@ from hubformers.scripts.training import (
     describe_hardware,
     push_folder,
     training_arguments,
-)
-from PIL import Image
-from transformers import Trainer, TrainerCallback, set_seed
-from transformers.utils import is_torchvision_available
-
-from hubformers import (
-    VAEConfig,
-    VAEImageProcessor,
-    VAEImageProcessorPil,
-    VAEModel,
-    __version__,
 )
 
 GRID_SCALE = 3  # each image pixel becomes GRID_SCALE x GRID_SCALE pixels in the PNG figures

@@ -236,7 +236,7 @@ class LocalHub:
                         return getattr(self, name)(req, **kwargs)
                 except HubError as e:
                     return e.response
-                except Exception as e:  # a bug here should reach the test as a readable 500, not a dropped socket
+                except Exception as e:  # noqa: BLE001 - a bug here should reach the test as a readable 500, not a dropped socket
                     return HubError(500, f"LocalHub.{name} failed: {e!r}\n{traceback.format_exc()}").response
         return HubError(404, f"LocalHub has no route for {method} {path}").response
 

@@ -7,10 +7,10 @@ import re
 
 import pytest
 import torch
+from conftest import TINY_VIT
 from torch.utils.flop_counter import FlopCounterMode
 
 import hubformers
-from conftest import TINY_VIT
 from hubformers.scripts import benchmark, benchmark_vit
 
 pytest.importorskip("timm")

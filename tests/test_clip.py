@@ -7,11 +7,11 @@ import uuid
 import pytest
 import torch
 import transformers
+from conftest import max_abs_diff
+from test_remote_code import run_without_hubformers
 from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassification
 
 import hubformers
-from conftest import max_abs_diff
-from test_remote_code import run_without_hubformers
 
 TOL = 1e-5
 EOS = 999
@@ -308,7 +308,7 @@ def test_text_without_end_of_text_token():
 
 def test_loss_needs_as_many_texts_as_images():
     input_ids, attention_mask = texts()
-    with pytest.raises(ValueError, match="one text per image.*got 2 images and 3 texts"):
+    with pytest.raises(ValueError, match=r"one text per image.*got 2 images and 3 texts"):
         tiny_clip()(input_ids=input_ids, attention_mask=attention_mask, pixel_values=images(2), return_loss=True)
     # without the loss, any numbers of images and texts are fine (zero-shot classification)
     assert tiny_clip()(input_ids=input_ids, pixel_values=images(2)).logits_per_image.shape == (2, 3)

@@ -6,11 +6,11 @@ import io
 
 import pytest
 import torch
+from conftest import max_abs_diff
 from safetensors.torch import save_file
 from transformers import AutoModel, AutoProcessor
 
 import hubformers
-from conftest import max_abs_diff
 from hubformers import cli
 
 open_clip = pytest.importorskip("open_clip")

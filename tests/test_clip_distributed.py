@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import hubformers
 from conftest import max_abs_diff
 from test_clip import TINY_CLIP, images, texts
+
+import hubformers
 
 WORKER = Path(__file__).with_name("clip_distributed_worker.py")
 
@@ -28,7 +28,7 @@ def test_two_processes_give_the_loss_and_gradients_of_the_global_batch(tmp_path)
     loss.backward()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(WORKER), str(tmp_path)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
 
     local_only = 0.0

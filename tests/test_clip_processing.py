@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from conftest import max_abs_diff
 from PIL import Image
+from test_clip import TINY_TEXT, TINY_VISION
 from transformers import AutoProcessor, AutoTokenizer, Trainer, TrainingArguments
 
 import hubformers
-from conftest import max_abs_diff
 from hubformers.scripts.build_clip_tokenizer import build_clip_tokenizer
-from test_clip import TINY_TEXT, TINY_VISION
 
 SENTENCES = [
     "a photo of a cat",

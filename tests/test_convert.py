@@ -6,10 +6,10 @@ import argparse
 
 import pytest
 import torch
+from conftest import max_abs_diff
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hubformers
-from conftest import max_abs_diff
 from hubformers.scripts import convert, convert_timm
 
 timm = pytest.importorskip("timm")

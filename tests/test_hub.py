@@ -4,11 +4,11 @@ Trainer(push_to_hub=True), and the remote-code load of a pushed model where hubf
 import uuid
 
 import torch
+from conftest import TINY_VIT
+from test_remote_code import run_without_hubformers
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, Trainer, TrainingArguments
 
 import hubformers
-from conftest import TINY_VIT
-from test_remote_code import run_without_hubformers
 
 
 def new_repo_id() -> str:

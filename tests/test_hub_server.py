@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
@@ -63,12 +64,12 @@ def test_upload_folder_and_download(api, repo_id, folder):
     assert api.list_repo_files(repo_id) == [".gitattributes", "README.md", "sub/deep/config.json", "weights.bin"]
     assert api.model_info(repo_id).sha == info.oid
     path = hf_hub_download(repo_id, "weights.bin")
-    assert open(path, "rb").read() == (folder / "weights.bin").read_bytes()
-    assert open(hf_hub_download(repo_id, "config.json", subfolder="sub/deep")).read() == '{"a": 1}'
+    assert Path(path).read_bytes() == (folder / "weights.bin").read_bytes()
+    assert Path(hf_hub_download(repo_id, "config.json", subfolder="sub/deep")).read_text() == '{"a": 1}'
 
     snapshot = snapshot_download(repo_id)
     for name in ("README.md", "weights.bin", "sub/deep/config.json"):
-        assert (folder / name).read_bytes() == open(f"{snapshot}/{name}", "rb").read()
+        assert (folder / name).read_bytes() == Path(f"{snapshot}/{name}").read_bytes()
     assert snapshot.endswith(info.oid)
 
 
@@ -79,10 +80,10 @@ def test_second_commit_keeps_old_revision(api, repo_id, folder):
     second = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="change weights").oid
     assert first != second and len(second) == 40
 
-    assert open(hf_hub_download(repo_id, "weights.bin"), "rb").read() == b"new weights"
-    assert open(hf_hub_download(repo_id, "weights.bin", revision=second), "rb").read() == b"new weights"
-    assert open(hf_hub_download(repo_id, "weights.bin", revision=first), "rb").read() == bytes(range(256)) * 4
-    assert open(hf_hub_download(repo_id, "weights.bin", revision=first[:7]), "rb").read() == bytes(range(256)) * 4
+    assert Path(hf_hub_download(repo_id, "weights.bin")).read_bytes() == b"new weights"
+    assert Path(hf_hub_download(repo_id, "weights.bin", revision=second)).read_bytes() == b"new weights"
+    assert Path(hf_hub_download(repo_id, "weights.bin", revision=first)).read_bytes() == bytes(range(256)) * 4
+    assert Path(hf_hub_download(repo_id, "weights.bin", revision=first[:7])).read_bytes() == bytes(range(256)) * 4
     assert [c.commit_id for c in api.list_repo_commits(repo_id)][:2] == [second, first]
 
 
@@ -108,7 +109,7 @@ def test_branches_and_pull_requests(api, repo_id, folder):
     assert "weights.bin" not in api.list_repo_files(repo_id)
     pr = api.upload_file(path_or_fileobj=b"pr", path_in_repo="pr.txt", repo_id=repo_id, create_pr=True)
     assert pr.pr_revision == "refs/pr/1"
-    assert open(hf_hub_download(repo_id, "pr.txt", revision=pr.pr_revision), "rb").read() == b"pr"
+    assert Path(hf_hub_download(repo_id, "pr.txt", revision=pr.pr_revision)).read_bytes() == b"pr"
     refs = api.list_repo_refs(repo_id, include_pull_requests=True)
     assert {b.name for b in refs.branches} == {"main", "dev"} and len(refs.pull_requests) == 1
 
@@ -132,7 +133,7 @@ def test_subprocess_shares_the_hub(api, repo_id):
     )
     api.create_repo(repo_id)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-    assert open(hf_hub_download(repo_id, "x.txt"), "rb").read() == b"hi"
+    assert Path(hf_hub_download(repo_id, "x.txt")).read_bytes() == b"hi"
 
 
 def test_transformers_push_to_hub_and_from_pretrained(hub, repo_id):

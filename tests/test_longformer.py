@@ -289,7 +289,7 @@ def test_auto_classes_and_tokenizer_resolve(tmp_path):
 def test_sequence_beyond_the_position_table():
     model = hubformers.LongformerModel(hubformers.LongformerConfig(**TINY_LONGFORMER))
     model(torch.randint(3, 100, (1, 78)))  # 80 rows - pad_token_id - 1
-    with pytest.raises(ValueError, match="at most 78 tokens.*got 79"):
+    with pytest.raises(ValueError, match=r"at most 78 tokens.*got 79"):
         model(torch.randint(3, 100, (1, 79)))
 
 

@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 import torch
+
 from hubformers.scripts.benchmark_longformer import (
     PeakMemory,
     compare_windows,
@@ -44,9 +45,9 @@ def test_peak_memory_is_linear_in_length_and_below_transformers():
     peaks = {}
     for length in (512, 1024):
         batch = inputs(1, length, 1, 500)
-        peaks[length] = peak_memory(ours, lambda: ours(**batch))
+        peaks[length] = peak_memory(ours, lambda batch=batch: ours(**batch))
         if length == 1024:
-            assert peaks[length] < 0.8 * peak_memory(reference, lambda: reference(**batch))
+            assert peaks[length] < 0.8 * peak_memory(reference, lambda batch=batch: reference(**batch))
     assert 1.7 < peaks[1024] / peaks[512] < 2.3
 
 

@@ -7,11 +7,11 @@ import io
 import pytest
 import torch
 import transformers
-from hubformers.scripts.convert_roberta import convert
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 import hubformers
 from hubformers import cli
+from hubformers.scripts.convert_roberta import convert
 
 TINY_ROBERTA = dict(
     vocab_size=100,

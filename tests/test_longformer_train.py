@@ -6,12 +6,12 @@ import io
 import json
 
 import pytest
-from hubformers.scripts.text_data import load_python_docs
 from huggingface_hub import ModelCard
 from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
 import hubformers
 from hubformers import cli
+from hubformers.scripts.text_data import load_python_docs
 
 QUICK_FLAGS = [
     "--model-size",

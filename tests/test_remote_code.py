@@ -8,9 +8,9 @@ import sys
 import textwrap
 
 import torch
+from conftest import TINY_VIT
 
 import hubformers
-from conftest import TINY_VIT
 
 # Runs in a child process whose PYTHONPATH shadows hubformers with a package that cannot be imported.
 CHILD_PRELUDE = """
@@ -31,7 +31,7 @@ def run_without_hubformers(tmp_path, body: str) -> str:
     env = dict(os.environ, PYTHONPATH=str(blocker.parent))
     script = CHILD_PRELUDE + textwrap.dedent(body)
     result = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script], check=False, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout

@@ -9,9 +9,9 @@ import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import max_abs_diff
 
 import hubformers
-from conftest import max_abs_diff
 from hubformers import cli
 from hubformers.scripts.build_clip_tokenizer import build_clip_tokenizer
 from hubformers.text_to_image import PixelBridge, similarities, text_embedding
@@ -75,7 +75,7 @@ def smooth_levels(channels: int, size: int) -> torch.Tensor:
 @pytest.mark.parametrize("vae_settings", [TINY_MLP_VAE, TINY_CONV_VAE], ids=["gray-8x8-[0,1]", "rgb-16x16-[-1,1]"])
 def test_bridge_equals_clip_preprocessing_of_the_same_image(clip_parts, vae_settings):
     """The oracle: CLIP's image processor on the PIL image that the VAE's pixels stand for."""
-    clip, processor = clip_parts
+    _, processor = clip_parts
     config = hubformers.VAEConfig(**vae_settings)
     low, high = config.pixel_range
     levels = smooth_levels(config.num_channels, config.image_size)
@@ -128,7 +128,7 @@ def test_prior_weight_pulls_latents_to_the_prior(clip_parts):
     norms = [
         hubformers.generate_image(
             "a dog", clip, vae, processor, prior_weight=w, learning_rate=0.3, **{**QUICK, "steps": 30}
-        ).latents.norm()  # fmt: skip
+        ).latents.norm()
         for w in (0.0, 100.0)
     ]
     assert norms[1] < 0.5 * norms[0]

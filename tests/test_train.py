@@ -157,7 +157,7 @@ def test_missing_fashion_mnist_names_the_package(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match="Unknown data set 'mnist'.*'digits', 'fashion-mnist'"):
+    with pytest.raises(ValueError, match=r"Unknown data set 'mnist'.*'digits', 'fashion-mnist'"):
         load_image_dataset("mnist")
 
 
@@ -175,7 +175,7 @@ def test_default_run_reaches_90_percent(tmp_path):
 def test_torchrun_two_processes(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += ["-m", "hubformers.cli", "train", "vit", "--output-dir", str(tmp_path), *QUICK_FLAGS]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.count("test accuracy:") == 1  # rank 0 reports, rank 1 stays quiet
     assert HUB_FILES <= {path.name for path in tmp_path.iterdir()}

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import max_abs_diff
 from diffusers import AutoencoderKL
-from hubformers.scripts import convert
-from hubformers.scripts.convert_diffusers import renamed_state, vae_config
 from transformers import AutoImageProcessor, AutoModel
 
 import hubformers
+from hubformers.scripts import convert
+from hubformers.scripts.convert_diffusers import renamed_state, vae_config
 
 TINY_DIFFUSERS = dict(
     in_channels=3,

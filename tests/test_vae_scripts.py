@@ -7,9 +7,10 @@ import json
 import math
 
 import torch
+from PIL import Image
+
 from hubformers.scripts import benchmark, train
 from hubformers.scripts.benchmark_vae import tiling_differences
-from PIL import Image
 
 
 def run(module, *argv) -> None:

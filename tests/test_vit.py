@@ -4,10 +4,10 @@ backend, any resolution, export/compile, and clear errors on bad input."""
 import pytest
 import torch
 import transformers
+from conftest import TINY_VIT, max_abs_diff
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoProcessor
 
 import hubformers
-from conftest import TINY_VIT, max_abs_diff
 
 TOL = 1e-5
 

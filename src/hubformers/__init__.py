@@ -10,23 +10,20 @@ import importlib
 import transformers
 
 from .attention_maps import AttentionMaps, attention_maps, attention_rollout
-from .configuration_vit import AUTO_MAP as VIT_AUTO_MAP
-from .configuration_vit import ViTConfig
-from .image_processing_vit import ViTImageProcessor, ViTImageProcessorPil
-from .modeling_vit import ViTForImageClassification, ViTForMaskedImageModeling, ViTModel, ViTPreTrainedModel
-from .configuration_swin import AUTO_MAP as SWIN_AUTO_MAP
-from .configuration_swin import SwinConfig
-from .modeling_swin import (
-    SwinBackbone,
-    SwinForImageClassification,
-    SwinForMaskedImageModeling,
-    SwinModel,
-    SwinPreTrainedModel,
-)
 from .configuration_clip import AUTO_MAP as CLIP_AUTO_MAP
 from .configuration_clip import TEXT_AUTO_MAP as CLIP_TEXT_AUTO_MAP
 from .configuration_clip import VISION_AUTO_MAP as CLIP_VISION_AUTO_MAP
 from .configuration_clip import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+from .configuration_longformer import AUTO_MAP as LONGFORMER_AUTO_MAP
+from .configuration_longformer import LongformerConfig
+from .configuration_swin import AUTO_MAP as SWIN_AUTO_MAP
+from .configuration_swin import SwinConfig
+from .configuration_vae import AUTO_MAP as VAE_AUTO_MAP
+from .configuration_vae import VAEConfig
+from .configuration_vit import AUTO_MAP as VIT_AUTO_MAP
+from .configuration_vit import ViTConfig
+from .image_processing_vae import VAEImageProcessor, VAEImageProcessorPil
+from .image_processing_vit import ViTImageProcessor, ViTImageProcessorPil
 from .modeling_clip import (
     CLIPModel,
     CLIPPreTrainedModel,
@@ -35,9 +32,6 @@ from .modeling_clip import (
     CLIPVisionModel,
     CLIPVisionModelWithProjection,
 )
-from .processing_clip import CLIPCollator, CLIPImageTextProcessor, clip_image_processor, preprocess_pairs
-from .configuration_longformer import AUTO_MAP as LONGFORMER_AUTO_MAP
-from .configuration_longformer import LongformerConfig
 from .modeling_longformer import (
     LongformerForMaskedLM,
     LongformerForMultipleChoice,
@@ -47,10 +41,16 @@ from .modeling_longformer import (
     LongformerModel,
     LongformerPreTrainedModel,
 )
-from .configuration_vae import AUTO_MAP as VAE_AUTO_MAP
-from .configuration_vae import VAEConfig
-from .image_processing_vae import VAEImageProcessor, VAEImageProcessorPil
+from .modeling_swin import (
+    SwinBackbone,
+    SwinForImageClassification,
+    SwinForMaskedImageModeling,
+    SwinModel,
+    SwinPreTrainedModel,
+)
 from .modeling_vae import VAEModel, VAEPreTrainedModel
+from .modeling_vit import ViTForImageClassification, ViTForMaskedImageModeling, ViTModel, ViTPreTrainedModel
+from .processing_clip import CLIPCollator, CLIPImageTextProcessor, clip_image_processor, preprocess_pairs
 from .text_to_image import GeneratedImages, generate_image
 
 __version__ = "0.1.0"
@@ -90,21 +90,18 @@ _register(VAE_AUTO_MAP, {"torchvision": VAEImageProcessor, "pil": VAEImageProces
 
 __all__ = [
     "AttentionMaps",
-    "GeneratedImages",
-    "generate_image",
     "CLIPCollator",
     "CLIPConfig",
+    "CLIPImageTextProcessor",
     "CLIPModel",
     "CLIPPreTrainedModel",
-    "CLIPImageTextProcessor",
     "CLIPTextConfig",
     "CLIPTextModel",
     "CLIPTextModelWithProjection",
     "CLIPVisionConfig",
     "CLIPVisionModel",
     "CLIPVisionModelWithProjection",
-    "clip_image_processor",
-    "preprocess_pairs",
+    "GeneratedImages",
     "LongformerConfig",
     "LongformerForMaskedLM",
     "LongformerForMultipleChoice",
@@ -113,15 +110,6 @@ __all__ = [
     "LongformerForTokenClassification",
     "LongformerModel",
     "LongformerPreTrainedModel",
-    "attention_maps",
-    "attention_rollout",
-    "ViTConfig",
-    "ViTForImageClassification",
-    "ViTForMaskedImageModeling",
-    "ViTImageProcessor",
-    "ViTImageProcessorPil",
-    "ViTModel",
-    "ViTPreTrainedModel",
     "SwinBackbone",
     "SwinConfig",
     "SwinForImageClassification",
@@ -133,4 +121,16 @@ __all__ = [
     "VAEImageProcessorPil",
     "VAEModel",
     "VAEPreTrainedModel",
+    "ViTConfig",
+    "ViTForImageClassification",
+    "ViTForMaskedImageModeling",
+    "ViTImageProcessor",
+    "ViTImageProcessorPil",
+    "ViTModel",
+    "ViTPreTrainedModel",
+    "attention_maps",
+    "attention_rollout",
+    "clip_image_processor",
+    "generate_image",
+    "preprocess_pairs",
 ]

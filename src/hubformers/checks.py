@@ -5,7 +5,6 @@ fails loudly at the boundary instead of turning into a silent wrong answer deepe
 """
 
 import torch
-
 from transformers.activations import ACT2FN
 
 

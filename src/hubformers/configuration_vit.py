@@ -9,7 +9,6 @@ from transformers import PreTrainedConfig
 
 from .checks import require_activation, require_divisible, require_positive, require_probability
 
-
 # What each Auto class loads from a saved folder, under `trust_remote_code=True` where hubformers is not
 # installed; `import hubformers` registers the same classes with transformers' Auto classes.
 AUTO_MAP = {

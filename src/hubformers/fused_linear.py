@@ -18,7 +18,6 @@ elsewhere `linear` runs the plain ops.
 
 import math
 import platform
-
 from collections.abc import Callable
 
 import torch

@@ -283,7 +283,7 @@ class WindowAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         query, key, value, probs = ctx.saved_tensors
-        windows, tokens, dim = grad_output.shape
+        windows, tokens, _ = grad_output.shape
         num_heads = query.shape[0] // windows
         grad_output = grad_output.view(windows, tokens, num_heads, -1).transpose(1, 2).reshape(query.shape)
         grads = torch.empty((3, *query.shape), dtype=query.dtype, device=query.device)
