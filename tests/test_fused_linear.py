@@ -53,6 +53,24 @@ def test_gradients_match_the_plain_ops(operands, gelu):
 
 
 @needs_onednn
+@pytest.mark.parametrize("layout", ["expanded", "transposed", "strided"])
+def test_gradients_of_non_contiguous_upstreams(operands, layout):
+    """oneDNN's input gradient takes whatever layout autograd hands it: a sum's expanded ones, a transposed or a
+    strided slice's gradient."""
+    x, weight, bias, _ = (t.requires_grad_(True) for t in operands)
+    scale = torch.randn(40, 50, 3)
+    reduce = {
+        "expanded": lambda out: out.sum(),
+        "transposed": lambda out: (out.transpose(0, 2) * scale).sum(),
+        "strided": lambda out: out[:, ::2].square().sum(),
+    }[layout]
+    got = torch.autograd.grad(reduce(linear(x, weight, bias)), (x, weight, bias))
+    expected = torch.autograd.grad(reduce(F.linear(x, weight, bias)), (x, weight, bias))
+    for g, e in zip(got, expected, strict=True):
+        assert max_abs_diff(g, e) <= TOL * max(1.0, e.abs().max().item())
+
+
+@needs_onednn
 def test_second_order_gradients_match_the_plain_ops(operands):
     """A gradient penalty differentiates the backward: it runs the plain matmul, which autograd can differentiate."""
     x, weight, bias, residual = (t.requires_grad_(True) for t in operands)
