@@ -93,8 +93,10 @@ def linear(
     residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`x W^T + b`, then GELU (exact, erf-based) when `gelu`, or plus `residual` (shaped like the output)."""
+    if gelu and residual is not None:
+        raise ValueError("A linear layer takes either GELU or a residual add after it, not both.")
     operands = (x, weight, bias, residual)
-    if not runs_fused(*operands) or (gelu and residual is not None):
+    if not runs_fused(*operands):
         return finish(F.linear(x, weight, bias), gelu, residual)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in operands):
         return finish(OneDNNLinear.apply(*operands), gelu, None)
@@ -128,9 +130,7 @@ def is_exact_gelu(activation: Callable | None) -> bool:
 
 
 def finish(output: torch.Tensor, gelu: bool, residual: torch.Tensor | None) -> torch.Tensor:
-    """The post-op of `linear` as a separate pass."""
-    if gelu and residual is not None:
-        raise ValueError("A linear layer takes either GELU or a residual add after it, not both.")
+    """The post-op of `linear` (GELU or the residual add, at most one) as a separate pass."""
     if gelu:
         return F.gelu(output)
     return output if residual is None else residual + output
