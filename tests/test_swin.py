@@ -10,11 +10,15 @@ from conftest import max_abs_diff
 from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 import hubformers
-from hubformers import fused_linear, modeling_swin
+from hubformers import cpu_kernels, fused_linear, modeling_swin
 
 TOL = 1e-5
 needs_onednn = pytest.mark.skipif(not fused_linear.ONEDNN, reason="oneDNN's fused linear is for x86 CPUs")
-# 3 stages on 16x16 patches: maps 16 -> 8 -> 4; window 4 (shifted by 2) so every stage shifts but the last
+needs_kernel = pytest.mark.skipif(
+    cpu_kernels.window_attention_kernel(16, 16) is None, reason="the C kernels need Linux x86-64 and a C compiler"
+)
+# 3 stages on 16x16 patches: maps 16 -> 8 -> 4; window 4 (shifted by 2) so every stage shifts but the last;
+# heads of 8, 16 and 16 floats: the C window attention takes the last two stages (multiples of 16)
 TINY_SWIN = dict(
     image_size=32,
     patch_size=2,
@@ -38,6 +42,22 @@ def randomize(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
+def count_window_attention(monkeypatch, kernel: bool) -> list[str]:
+    """Turns the C window attention off (`kernel=False`), and records which window attention every sdpa call
+    runs: "kernel" (with gradients or without), "bmm" (`WindowAttention`)."""
+    if not kernel:
+        monkeypatch.setattr(cpu_kernels, "window_attention_kernel", lambda tokens, head_dim: None)
+    calls = []
+    for name, label in [("FusedWindowAttention", "kernel"), ("WindowAttention", "bmm")]:
+        function = getattr(modeling_swin, name)
+        monkeypatch.setattr(
+            function, "apply", lambda *args, f=function.apply, label=label: calls.append(label) or f(*args)
+        )
+    forward = modeling_swin.fused_window_attention
+    monkeypatch.setattr(modeling_swin, "fused_window_attention", lambda *args: calls.append("kernel") or forward(*args))
+    return calls
+
+
 def reference_folder(tmp_path, reference_class, **overrides):
     config = transformers.SwinConfig(**{**TINY_SWIN, **overrides})
     randomize(reference_class(config)).save_pretrained(tmp_path)
@@ -45,10 +65,14 @@ def reference_folder(tmp_path, reference_class, **overrides):
 
 
 @pytest.mark.parametrize("onednn", [pytest.param(True, marks=needs_onednn), False])
-@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
-def test_classifier_matches_transformers_at_any_size(tmp_path, monkeypatch, attn_implementation, onednn):
-    """Also with the linears fused by oneDNN (every one of them: qkv, output, both MLP layers, merging)."""
+@pytest.mark.parametrize(
+    "attn_implementation, kernel", [("eager", False), ("sdpa", False), pytest.param("sdpa", True, marks=needs_kernel)]
+)
+def test_classifier_matches_transformers_at_any_size(tmp_path, monkeypatch, attn_implementation, kernel, onednn):
+    """Also with the linears fused by oneDNN (every one of them: qkv, output, both MLP layers, merging), and
+    with sdpa's work done by the C window attention."""
     monkeypatch.setattr(fused_linear, "ONEDNN", onednn)
+    attention_calls = count_window_attention(monkeypatch, kernel)
     fused_calls = []
     runs_fused = fused_linear.runs_fused
 
@@ -75,6 +99,8 @@ def test_classifier_matches_transformers_at_any_size(tmp_path, monkeypatch, attn
         ):
             assert e.shape == g.shape and max_abs_diff(e, g) <= TOL, size
     assert fused_calls and all(fused is onednn for fused in fused_calls)
+    # the blocks of the last two stages, at every size
+    assert attention_calls == (["kernel"] * len(SIZES) * 4 if kernel else [])
 
 
 def test_attention_maps_match_transformers_eager(tmp_path):
@@ -234,20 +260,20 @@ def test_bias_and_mask_are_cached_until_the_table_changes():
     assert max_abs_diff(updated, first) > 1e-3
 
 
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=needs_kernel), False])
 @pytest.mark.parametrize("size", [(32, 32), (40, 28)])
-def test_training_gradients_match_transformers(tmp_path, monkeypatch, size):
-    """Training on the CPU runs window attention through `WindowAttention` (sdpa would fall back to its math
-    path): its gradients, the bias tables' included, are transformers' on the same weights."""
+def test_training_gradients_match_transformers(tmp_path, monkeypatch, size, kernel):
+    """Training on the CPU runs window attention through the C kernel, or else `WindowAttention` (sdpa would
+    fall back to its math path): its gradients, the bias tables' included, are transformers' on the same
+    weights."""
     folder = reference_folder(tmp_path, transformers.SwinForImageClassification, drop_path_rate=0.0)
     reference = transformers.SwinForImageClassification.from_pretrained(folder).train()
     ours = hubformers.SwinForImageClassification.from_pretrained(folder).train()
-    calls = []
-    apply = modeling_swin.WindowAttention.apply
-    monkeypatch.setattr(modeling_swin.WindowAttention, "apply", lambda *args: calls.append(1) or apply(*args))
+    calls = count_window_attention(monkeypatch, kernel)
     pixel_values, labels = torch.randn(3, 3, *size), torch.tensor([0, 1, 2])
     expected, got = reference(pixel_values, labels=labels).loss, ours(pixel_values, labels=labels).loss
     expected.backward(), got.backward()
-    assert len(calls) == sum(TINY_SWIN["depths"])  # every block
+    assert calls == ["bmm"] * 2 + ["kernel" if kernel else "bmm"] * 4  # every block; the kernel's are 16 wide
     assert abs(expected.item() - got.item()) <= TOL
     reference_grads = dict(reference.named_parameters())
     for name, parameter in ours.named_parameters():

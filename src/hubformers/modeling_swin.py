@@ -47,6 +47,7 @@ from .checks import check_classification_labels, check_pixel_values
 from .chunking import is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
+from .cpu_kernels import FusedWindowAttention, fused_window_attention, pad_mask, runs_window_attention_kernel
 from .fused_linear import linear, linear_layer
 from .modeling_vit import ViTMLP, eager_attention_forward, simmim_decoder, simmim_loss
 
@@ -322,19 +323,26 @@ class SwinAttention(nn.Module):
         self.relative_position_bias = SwinRelativePositionBias(num_heads, config.window_size)
         self._mask_cache: dict = {}
 
-    def additive_mask(self, height: int, width: int, window: int, shift: int, dtype: torch.dtype) -> torch.Tensor:
-        """Bias plus shift mask, (1 or num_windows, heads, N, N), for a padded (height, width) map. Cached per
-        map size while the bias table is unchanged and needs no gradient."""
+    def additive_mask(
+        self, height: int, width: int, window: int, shift: int, dtype: torch.dtype, for_kernel: bool = False
+    ) -> torch.Tensor:
+        """Bias plus shift mask, (1 or num_windows, heads, N, N), for a padded (height, width) map; its rows
+        padded for the C kernel when `for_kernel` (see `pad_mask`). Cached per map size while the bias table is
+        unchanged and needs no gradient."""
         table = self.relative_position_bias.relative_position_bias_table
         cacheable = is_static(height, width, window, shift) and not (torch.is_grad_enabled() and table.requires_grad)
         key = (
-            (height, width, window, shift, dtype, table.device, table.data_ptr(), table._version) if cacheable else None
+            (height, width, window, shift, for_kernel, dtype, table.device, table.data_ptr(), table._version)
+            if cacheable
+            else None
         )
         if key in self._mask_cache:
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
         if shift:
             mask = mask + shifted_window_mask(height, width, window, shift, table.device).to(dtype).unsqueeze(1)
+        if for_kernel:
+            mask = pad_mask(mask)
         if cacheable:
             if any(k[-2:] != key[-2:] for k in self._mask_cache) or len(self._mask_cache) >= 16:
                 self._mask_cache.clear()
@@ -352,8 +360,15 @@ class SwinAttention(nn.Module):
         attention = eager_attention_forward
         if not kwargs.get("output_attentions", self.config.output_attentions):
             attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        table = self.relative_position_bias.relative_position_bias_table
+        needs_grad = torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad)
+        if self.runs_kernel(attention, qkv):
+            mask = self.additive_mask(*map_size, window, shift, qkv.dtype, for_kernel=True)
+            if needs_grad:
+                return FusedWindowAttention.apply(qkv, mask, self.num_heads, self.scaling), None
+            return fused_window_attention(qkv, mask, self.num_heads, self.scaling)[0], None
         mask = self.additive_mask(*map_size, window, shift, qkv.dtype)
-        if self.trains_on_cpu_with_sdpa(attention, qkv):
+        if needs_grad and self.trains_on_cpu_with_sdpa(attention, qkv):
             return WindowAttention.apply(qkv, mask, self.num_heads, self.scaling), None
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -381,14 +396,20 @@ class SwinAttention(nn.Module):
         bias = torch.cat([p.bias for p in projections]) if self.config.qkv_bias else None
         return linear(windows, torch.cat([p.weight for p in projections]), bias)
 
-    def trains_on_cpu_with_sdpa(self, attention, qkv: torch.Tensor) -> bool:
-        """Whether sdpa would take its math path because the scores need a gradient (see `WindowAttention`)."""
+    def runs_kernel(self, attention, qkv: torch.Tensor) -> bool:
+        """Whether sdpa's work goes to the C kernel (see cpu_kernels.py), which has no attention dropout."""
         table = self.relative_position_bias.relative_position_bias_table
         return (
             attention is ALL_ATTENTION_FUNCTIONS["sdpa"]
+            and (self.dropout == 0.0 or not self.training)
+            and runs_window_attention_kernel(self.num_heads, qkv, table)
+        )
+
+    def trains_on_cpu_with_sdpa(self, attention, qkv: torch.Tensor) -> bool:
+        """Whether sdpa would take its math path because the scores need a gradient (see `WindowAttention`)."""
+        return (
+            attention is ALL_ATTENTION_FUNCTIONS["sdpa"]
             and qkv.device.type == "cpu"
-            and torch.is_grad_enabled()
-            and (qkv.requires_grad or table.requires_grad)
             and (self.dropout == 0.0 or not self.training)
             and not torch.compiler.is_compiling()
         )

@@ -1,0 +1,408 @@
+"""Fused window attention for x86 CPUs: a small C kernel, compiled on first use.
+
+Swin's attention (Liu et al., 2021, Section 3.2, Eq. 4) is softmax(q k^T / sqrt(d) + B + mask) v inside windows
+of M x M = 49 tokens. PyTorch's eager ops run it as separate passes over every window's 49 x 49 scores: copies
+that put the heads in a batch dimension, a batched matmul, the mask add, softmax, a second matmul, a copy back,
+and twice as many passes in the backward, plus a reduction for the gradient of the bias. Here one window and
+head at a time stays in L1 from the projection's output to the attention's: scores, mask, softmax and both
+products in the forward; the probabilities' and scores' gradients, the bias gradient and the three products in
+the backward, read from and written to the (windows, N, 3 x dim) layout of the q/k/v projection directly.
+
+The C source below is compiled for the window's token count and the head size (constants, so that the
+accumulators of a block of rows stay in registers) with the system's C compiler (`cc`, or `$CC`) and
+`-march=native`, cached under `$HUBFORMERS_CACHE` (default `~/.cache/hubformers`) by a hash of the source,
+the flags and the CPU, and loaded with ctypes. Its threads are OpenMP's, shared with PyTorch: the library links
+`libgomp.so.1`, which resolves to the copy PyTorch has loaded. Without a compiler, off Linux x86-64, with a
+PyTorch that does not run on GNU OpenMP, or with `HUBFORMERS_CPU_KERNELS=0`, `window_attention_kernel` returns
+None and the caller runs PyTorch's ops instead. The exponential is Cephes' polynomial (within 2 ulp), so the
+results match PyTorch's to float32 rounding.
+"""
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11"]
+
+# The block of query rows whose accumulators live in registers (4 x 4 vectors of 16 floats for 49 tokens).
+WINDOW_ATTENTION_SOURCE = r"""
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+/* N tokens per window (rows of scores padded to NP, a whole number of vectors), D floats per head */
+#define NP (((N) + 15) / 16 * 16)
+#define NV (NP / 16)
+#define DV (D / 16)
+#define RB 4
+/* runs `call` with `rows` a compile-time constant, so that a block's accumulators stay in registers */
+#define WITH_CONSTANT_ROWS(call)                                                                           \
+    do {                                                                                                   \
+        if (rows == RB) { enum { rows = RB }; call; }                                                      \
+        else if (rows == 3) { enum { rows = 3 }; call; }                                                   \
+        else if (rows == 2) { enum { rows = 2 }; call; }                                                   \
+        else { enum { rows = 1 }; call; }                                                                  \
+    } while (0)
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
+
+static inline v16 load(const float *p) { return *(const v16u *)p; }
+static inline void store(float *p, v16 x) { *(v16u *)p = x; }
+static inline v16 splat(float s) { return (v16){0} + s; }
+static inline v16 select(v16i m, v16 a, v16 b) { return (v16)(((v16i)a & m) | ((v16i)b & ~m)); }
+
+/* exp(x) for x <= 0, and 0 below -87 (where exp is denormal): Cephes' expf, 2^n times a polynomial in the
+   remainder r = x - n ln2, |r| <= ln2 / 2 */
+static inline v16 exp_nonpositive(v16 x) {
+    const v16i keep = x >= splat(-87.0f);
+    const v16 shifter = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer, kept in the low bits */
+    const v16 t = x * splat(1.44269504088896341f) + shifter;
+    const v16 n = t - shifter;
+    const v16 r = x - n * splat(0.693359375f) + n * splat(2.12194440e-4f);
+    v16 p = splat(1.9875691500e-4f);
+    p = p * r + splat(1.3981999507e-3f);
+    p = p * r + splat(8.3334519073e-3f);
+    p = p * r + splat(4.1665795894e-2f);
+    p = p * r + splat(1.6666665459e-1f);
+    p = p * r + splat(5.0000001201e-1f);
+    p = p * r * r + r + splat(1.0f);
+    const v16i two_to_n = ((v16i)t - (v16i)shifter + 127) << 23;
+    return select(keep, p * (v16)two_to_n, splat(0.0f));
+}
+
+static inline float lane_max(v16 x) {
+    float m = x[0];
+    for (int l = 1; l < 16; l++) m = x[l] > m ? x[l] : m;
+    return m;
+}
+
+static inline float lane_sum(v16 x) {
+    float s = 0.0f;
+    for (int l = 0; l < 16; l++) s += x[l];
+    return s;
+}
+
+/* out[r] = a[r] bT for r < rows: a (rows, D) with row stride lda, bT (D, NP), out (RB, NP) */
+static inline __attribute__((always_inline)) void rows_times(const int rows, const float *a, int64_t lda,
+                                                              const v16 bT[D][NV], v16 out[RB][NV]) {
+    v16 acc[RB][NV];
+    for (int r = 0; r < rows; r++)
+        for (int u = 0; u < NV; u++) acc[r][u] = splat(0.0f);
+    for (int c = 0; c < D; c++)
+        for (int r = 0; r < rows; r++) {
+            const v16 ar = splat(a[r * lda + c]);
+            for (int u = 0; u < NV; u++) acc[r][u] += ar * bT[c][u];
+        }
+    for (int r = 0; r < rows; r++)
+        for (int u = 0; u < NV; u++) out[r][u] = acc[r][u];
+}
+
+/* out[r] = scale * sum_j w(j, r) b[j] for r < rows, over the N rows j of b (D floats each, row stride ldb),
+   with w(j, r) = w[j * wj + r * wr]; out has row stride ldo */
+static inline __attribute__((always_inline)) void weighted_rows(const int rows, const float *w, int64_t wj,
+                                                                 int64_t wr, const float *b, int64_t ldb,
+                                                                 float scale, float *out, int64_t ldo) {
+    v16 acc[RB][DV];
+    for (int r = 0; r < rows; r++)
+        for (int u = 0; u < DV; u++) acc[r][u] = splat(0.0f);
+    for (int j = 0; j < N; j++) {
+        v16 bj[DV];
+        for (int u = 0; u < DV; u++) bj[u] = load(b + j * ldb + 16 * u);
+        for (int r = 0; r < rows; r++) {
+            const v16 wjr = splat(w[j * wj + r * wr]);
+            for (int u = 0; u < DV; u++) acc[r][u] += wjr * bj[u];
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int u = 0; u < DV; u++) store(out + r * ldo + 16 * u, acc[r][u] * splat(scale));
+}
+
+/* (N, D) rows with row stride ld -> (D, NP), zero past N */
+static void transpose(const float *rows, int64_t ld, v16 out[D][NV]) {
+    float *flat = (float *)out;
+    for (int c = 0; c < D; c++)
+        for (int j = 0; j < NP; j++) flat[c * NP + j] = j < N ? rows[j * ld + c] : 0.0f;
+}
+
+/* qkv (W, N, 3C) with C = H * D; window w takes mask[w % M], mask (M, H, N, NP) with -inf past N;
+   out (W, N, C); probs (W, H, N, NP) or NULL */
+void window_attention_forward(const float *qkv, const float *mask, float *out, float *probs, int64_t W,
+                              int64_t M, int64_t H, float scale, int threads) {
+    const int64_t C = H * D, ld = 3 * C;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t pair = 0; pair < W * H; pair++) {
+        const int64_t w = pair / H, h = pair % H;
+        const float *q = qkv + w * N * ld + h * D, *k = q + C, *v = q + 2 * C;
+        const float *m = mask + ((w % M) * H + h) * N * NP;
+        v16 kT[D][NV], s[RB][NV];
+        float block[RB][NP];
+        transpose(k, ld, kT);
+        for (int i0 = 0; i0 < N; i0 += RB) {
+            const int rows = N - i0 < RB ? N - i0 : RB;
+            WITH_CONSTANT_ROWS(rows_times(rows, q + i0 * ld, ld, kT, s));
+            for (int r = 0; r < rows; r++) {
+                const float *mr = m + (i0 + r) * NP;
+                v16 top = splat(-3.0e38f);
+                for (int u = 0; u < NV; u++) {
+                    s[r][u] = s[r][u] * splat(scale) + load(mr + 16 * u);
+                    top = select(s[r][u] > top, s[r][u], top);
+                }
+                const v16 peak = splat(lane_max(top));
+                v16 total = splat(0.0f);
+                for (int u = 0; u < NV; u++) {
+                    s[r][u] = exp_nonpositive(s[r][u] - peak);
+                    total += s[r][u];
+                }
+                const v16 inverse = splat(1.0f / lane_sum(total));
+                for (int u = 0; u < NV; u++) store(&block[r][16 * u], s[r][u] * inverse);
+            }
+            if (probs) memcpy(probs + (pair * N + i0) * NP, block, rows * NP * sizeof(float));
+            WITH_CONSTANT_ROWS(weighted_rows(rows, &block[0][0], 1, NP, v, ld, 1.0f, out + (w * N + i0) * C + h * D, C));
+        }
+    }
+}
+
+/* grad_out (W, N, C) -> grad_qkv (W, N, 3C), and the mask's gradient when grad_mask (G, M, H, N, NP), zeroed,
+   is given: task (g, p, h) takes the windows at position p of images g, g + G, ... and sums into its own
+   grad_mask[g, p, h], so no two threads write the same sum */
+void window_attention_backward(const float *qkv, const float *probs, const float *grad_out, float *grad_qkv,
+                               float *grad_mask, int64_t W, int64_t M, int64_t H, int64_t G, float scale,
+                               int threads) {
+    const int64_t C = H * D, ld = 3 * C;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t task = 0; task < G * M * H; task++) {
+        const int64_t g = task / (M * H), position = task / H % M, h = task % H;
+        float *gm = grad_mask ? grad_mask + task * N * NP : NULL;
+        float ds[N][NP], qs[N][D];
+        v16 vT[D][NV], dp[RB][NV];
+        for (int64_t image = g; image < W / M; image += G) {
+            const int64_t w = image * M + position;
+            const float *q = qkv + w * N * ld + h * D, *k = q + C, *v = q + 2 * C;
+            const float *go = grad_out + w * N * C + h * D;
+            const float *p = probs + (w * H + h) * N * NP;
+            float *gq = grad_qkv + w * N * ld + h * D, *gk = gq + C, *gv = gq + 2 * C;
+            transpose(v, ld, vT);
+            /* dS = P * (dO V^T - rowsum(P * dO V^T)), the scores' gradient, which is also the mask's */
+            for (int i0 = 0; i0 < N; i0 += RB) {
+                const int rows = N - i0 < RB ? N - i0 : RB;
+                WITH_CONSTANT_ROWS(rows_times(rows, go + i0 * C, C, vT, dp));
+                for (int r = 0; r < rows; r++) {
+                    const float *pr = p + (i0 + r) * NP;
+                    v16 delta = splat(0.0f);
+                    for (int u = 0; u < NV; u++) delta += load(pr + 16 * u) * dp[r][u];
+                    const v16 d = splat(lane_sum(delta));
+                    for (int u = 0; u < NV; u++) {
+                        const v16 grad = load(pr + 16 * u) * (dp[r][u] - d);
+                        store(&ds[i0 + r][16 * u], grad);
+                        if (gm) store(gm + (i0 + r) * NP + 16 * u, load(gm + (i0 + r) * NP + 16 * u) + grad);
+                    }
+                }
+            }
+            for (int i = 0; i < N; i++)
+                for (int c = 0; c < D; c++) qs[i][c] = q[i * ld + c] * scale;
+            /* dV = P^T dO, dK = dS^T (scale q), dQ = scale dS K, a block of RB rows of each at a time */
+            for (int j0 = 0; j0 < N; j0 += RB) {
+                const int rows = N - j0 < RB ? N - j0 : RB;
+                WITH_CONSTANT_ROWS(weighted_rows(rows, p + j0, NP, 1, go, C, 1.0f, gv + j0 * ld, ld));
+                WITH_CONSTANT_ROWS(weighted_rows(rows, &ds[0][j0], NP, 1, &qs[0][0], D, 1.0f, gk + j0 * ld, ld));
+                WITH_CONSTANT_ROWS(weighted_rows(rows, &ds[j0][0], 1, NP, k, ld, scale, gq + j0 * ld, ld));
+            }
+        }
+    }
+}
+"""
+
+# Per window and head the backward keeps (N, NP) score gradients on the thread's stack: 144 tokens (12 x 12
+# windows) take 83 kB; larger windows run PyTorch's ops.
+MAX_TOKENS = 256
+
+
+def enabled() -> bool:
+    """Whether kernels may be compiled and run here (`HUBFORMERS_CPU_KERNELS=0` turns them off)."""
+    return (
+        os.environ.get("HUBFORMERS_CPU_KERNELS", "1") != "0"
+        and platform.system() == "Linux"
+        and platform.machine().lower() in ("x86_64", "amd64")
+        and "OpenMP" in torch.__config__.parallel_info()
+        and loads_gnu_openmp()
+    )
+
+
+def loads_gnu_openmp() -> bool:
+    """Whether PyTorch's OpenMP runtime is GNU's (the kernels' `libgomp.so.1` then resolves to it; a second
+    runtime would start threads of its own)."""
+    try:
+        return "libgomp" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
+def cache_folder() -> Path:
+    root = os.environ.get("HUBFORMERS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return Path(root) / "hubformers" / "kernels"
+
+
+def cpu_signature() -> str:
+    """The CPU's model and flags: `-march=native` code is only valid on CPUs with the same."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return "\n".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
+
+
+def compile_library(source: str, defines: dict[str, int]) -> ctypes.CDLL | None:
+    """The shared library built from `source` with `defines`, from the cache when it is there; None (logged)
+    when the compiler is missing or fails, or the cache cannot be written."""
+    compiler = os.environ.get("CC", "cc")
+    flags = FLAGS + [f"-D{name}={value}" for name, value in sorted(defines.items())]
+    key = hashlib.sha256("\n".join([source, compiler, *flags, cpu_signature()]).encode()).hexdigest()[:24]
+    library = cache_folder() / f"{key}.so"
+    try:
+        if not library.exists():
+            build_library(source, [compiler, *flags], library)
+        return ctypes.CDLL(str(library))
+    except (OSError, subprocess.CalledProcessError) as error:
+        details = getattr(error, "stderr", None) or error
+        logger.warning("hubformers: no fused CPU kernel (%s: %s); PyTorch's ops run instead", compiler, details)
+        return None
+
+
+def build_library(source: str, command: list[str], library: Path) -> None:
+    library.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(dir=library.parent) as build:
+        source_file, built = Path(build, "kernel.c"), Path(build, "kernel.so")
+        source_file.write_text(source)
+        subprocess.run([*command, str(source_file), "-o", str(built)], check=True, capture_output=True, text=True)
+        os.replace(built, library)  # atomic: processes that build at once each install a whole file
+
+
+@functools.cache
+def window_attention_kernel(tokens: int, head_dim: int) -> ctypes.CDLL | None:
+    """The compiled window attention for windows of `tokens` tokens and heads of `head_dim` floats (a multiple
+    of 16), or None where it does not run (see the module's docstring)."""
+    if not enabled() or head_dim % 16 or tokens > MAX_TOKENS:
+        return None
+    library = compile_library(WINDOW_ATTENTION_SOURCE, {"N": tokens, "D": head_dim})
+    if library is None:
+        return None
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    library.window_attention_forward.argtypes = [pointer] * 4 + [size] * 3 + [ctypes.c_float, ctypes.c_int]
+    library.window_attention_backward.argtypes = [pointer] * 5 + [size] * 4 + [ctypes.c_float, ctypes.c_int]
+    library.window_attention_forward.restype = library.window_attention_backward.restype = None
+    return library
+
+
+def padded_tokens(tokens: int) -> int:
+    """The kernel's row length for the scores: whole vectors of 16 floats."""
+    return -(-tokens // 16) * 16
+
+
+def runs_window_attention_kernel(num_heads: int, qkv: torch.Tensor, *tensors: torch.Tensor) -> bool:
+    """Whether the kernel runs on the (windows, N, 3 * dim) projection `qkv` and the tensors its mask comes
+    from: plain float32 CPU tensors (not tensor subclasses or fake tensors), outside compiler traces and
+    torch.func transforms, with a compiled kernel for their size."""
+    _, tokens, width = qkv.shape
+    return (
+        all(
+            type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu" and t.dtype == torch.float32
+            for t in (qkv, *tensors)
+        )
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+        and window_attention_kernel(tokens, width // (3 * num_heads)) is not None
+    )
+
+
+def pad_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(M, heads, N, N) -> (M, heads, N, NP), the rows padded with -inf to the kernel's length (whole vectors),
+    which gives the padding zero probability."""
+    tokens = mask.shape[-1]
+    return F.pad(mask, (0, padded_tokens(tokens) - tokens), value=float("-inf")).contiguous()
+
+
+def fused_window_attention(
+    qkv: torch.Tensor, mask: torch.Tensor, num_heads: int, scale: float, keep_probs: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """softmax(q k^T * scale + mask) v by the kernel: qkv (windows, N, 3 * dim), the projection's output, and
+    mask (M, heads, N, NP) from `pad_mask`, window w taking mask[w % M] (M = 1, or the windows per image).
+    Returns (windows, N, dim) and, when `keep_probs`, the probabilities (windows, heads, N, NP)."""
+    windows, tokens, width = qkv.shape
+    if mask.shape[1:] != (num_heads, tokens, padded_tokens(tokens)) or windows % mask.shape[0]:
+        raise ValueError(
+            f"Expected a padded mask of shape (M, {num_heads}, {tokens}, {padded_tokens(tokens)}) for {windows} "
+            f"windows (M dividing them), got {tuple(mask.shape)}."
+        )
+    kernel = window_attention_kernel(tokens, width // (3 * num_heads))
+    qkv, mask = qkv.contiguous(), mask.contiguous()
+    output = qkv.new_empty(windows, tokens, width // 3)
+    probs = qkv.new_empty(windows, num_heads, tokens, mask.shape[-1]) if keep_probs else None
+    kernel.window_attention_forward(
+        qkv.data_ptr(),
+        mask.data_ptr(),
+        output.data_ptr(),
+        None if probs is None else probs.data_ptr(),
+        windows,
+        mask.shape[0],
+        num_heads,
+        scale,
+        torch.get_num_threads(),
+    )
+    return output, probs
+
+
+class FusedWindowAttention(torch.autograd.Function):
+    """`fused_window_attention`, differentiable in the projection's output and the padded mask (the relative
+    position bias, a parameter). The probabilities are kept for the backward, as PyTorch's attention keeps them."""
+
+    @staticmethod
+    def forward(ctx, qkv, mask, num_heads, scale):
+        qkv = qkv.contiguous()
+        output, probs = fused_window_attention(qkv, mask, num_heads, scale, keep_probs=True)
+        ctx.save_for_backward(qkv, probs)
+        ctx.num_heads, ctx.scale, ctx.mask_shape = num_heads, scale, mask.shape
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        qkv, probs = ctx.saved_tensors
+        windows, tokens, width = qkv.shape
+        kernel = window_attention_kernel(tokens, width // (3 * ctx.num_heads))
+        grad_output, grad_qkv = grad_output.contiguous(), torch.empty_like(qkv)
+        positions, heads, threads = ctx.mask_shape[0], ctx.num_heads, torch.get_num_threads()
+        # the images split into groups, each summing its own mask gradient, so that there are enough
+        # (group, position, head) tasks to keep every thread busy
+        groups = min(windows // positions, -(-8 * threads // (positions * heads)))
+        grad_mask = None
+        if ctx.needs_input_grad[1]:
+            grad_mask = qkv.new_zeros(groups, *ctx.mask_shape)
+        kernel.window_attention_backward(
+            qkv.data_ptr(),
+            probs.data_ptr(),
+            grad_output.data_ptr(),
+            grad_qkv.data_ptr(),
+            None if grad_mask is None else grad_mask.data_ptr(),
+            windows,
+            positions,
+            heads,
+            groups,
+            ctx.scale,
+            threads,
+        )
+        if grad_mask is not None:
+            grad_mask = grad_mask.sum(0)
+        return grad_qkv, grad_mask, None, None

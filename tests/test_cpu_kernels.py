@@ -1,0 +1,122 @@
+"""The C window attention against PyTorch's ops: outputs, probabilities, and the gradients of q/k/v and of the
+mask, for window sizes whose rows are and are not whole vectors, one mask or one per window position, heads of
+16 to 64 floats and any thread count; the fallbacks where no kernel can run, and a mask of the wrong shape."""
+
+import pytest
+import torch
+
+from hubformers import cpu_kernels
+
+needs_kernel = pytest.mark.skipif(
+    cpu_kernels.window_attention_kernel(16, 16) is None, reason="the C kernels need Linux x86-64 and a C compiler"
+)
+
+
+def reference_attention(qkv, mask, num_heads, scale):
+    """softmax(q k^T * scale + mask) v with PyTorch's ops, window w taking mask[w % M]."""
+    windows, tokens, _ = qkv.shape
+    query, key, value = qkv.view(windows, tokens, 3, num_heads, -1).permute(2, 0, 3, 1, 4)
+    scores = (query @ key.transpose(-1, -2) * scale).view(-1, *mask.shape) + mask  # (images, M, heads, N, N)
+    probs = scores.softmax(-1).view(windows, num_heads, tokens, tokens)
+    return (probs @ value).transpose(1, 2).reshape(windows, tokens, -1), probs
+
+
+def random_operands(windows, tokens, num_heads, head_dim, positions):
+    qkv = torch.randn(windows, tokens, 3 * num_heads * head_dim)
+    mask = torch.randn(positions, num_heads, tokens, tokens)
+    mask[..., : tokens // 3, tokens // 2 :] = -100.0  # as the shift mask keeps regions apart
+    return qkv, mask
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "windows, tokens, num_heads, head_dim, positions",
+    [
+        (8, 49, 3, 32, 4),  # Swin's 7x7 windows, a mask per window position
+        (6, 49, 2, 32, 1),  # one mask for every window
+        (4, 16, 2, 16, 2),  # rows of exactly one vector
+        (3, 9, 4, 64, 3),  # a window shrunk to a small map
+        (2, 144, 1, 32, 1),  # 12x12 windows (Swin-B at 384)
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_matches_pytorch(windows, tokens, num_heads, head_dim, positions, threads):
+    qkv, mask = random_operands(windows, tokens, num_heads, head_dim, positions)
+    scale = head_dim**-0.5
+    grad_output = torch.randn(windows, tokens, num_heads * head_dim)
+    expected, expected_probs = reference_attention(qkv.requires_grad_(), mask.requires_grad_(), num_heads, scale)
+    expected_grads = torch.autograd.grad(expected, (qkv, mask), grad_output)
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        padded = cpu_kernels.pad_mask(mask)
+        output = cpu_kernels.FusedWindowAttention.apply(qkv, padded, num_heads, scale)
+        grads = torch.autograd.grad(output, (qkv, mask), grad_output)
+        with torch.no_grad():
+            inference, probs = cpu_kernels.fused_window_attention(qkv, padded, num_heads, scale, keep_probs=True)
+    finally:
+        torch.set_num_threads(previous)
+    assert (output - expected).abs().max() <= 1e-5
+    assert torch.equal(inference, output)
+    assert (probs[..., :tokens] - expected_probs).abs().max() <= 1e-6
+    assert not probs[..., tokens:].any()  # the padding has zero probability
+    assert (grads[0] - expected_grads[0]).abs().max() <= 1e-5
+    assert (grads[1] - expected_grads[1]).abs().max() <= 1e-5
+
+
+@needs_kernel
+def test_frozen_mask_and_non_contiguous_inputs():
+    """A mask that needs no gradient gets none; a non-contiguous projection and upstream gradient are read as
+    their values."""
+    qkv, mask = random_operands(4, 49, 3, 32, 2)
+    qkv = qkv.transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
+    grad_output = torch.randn(96, 49, 4).transpose(0, 2)[:4]
+    output = cpu_kernels.FusedWindowAttention.apply(qkv, cpu_kernels.pad_mask(mask), 3, 0.2)
+    (grad,) = torch.autograd.grad(output, qkv, grad_output)
+    expected = reference_attention(qkv, mask, 3, 0.2)[0]
+    (expected_grad,) = torch.autograd.grad(expected, qkv, grad_output)
+    assert (output - expected).abs().max() <= 1e-5
+    assert (grad - expected_grad).abs().max() <= 1e-5
+
+
+def test_no_kernel_where_it_cannot_run(monkeypatch, tmp_path, caplog):
+    """Heads that are not whole vectors, windows too large for the stack, `HUBFORMERS_CPU_KERNELS=0` and a
+    failing compiler: no kernel (the callers run PyTorch's ops), and the compiler's failure is logged."""
+    assert cpu_kernels.window_attention_kernel(49, 24) is None
+    assert cpu_kernels.window_attention_kernel(cpu_kernels.MAX_TOKENS + 1, 32) is None
+    monkeypatch.setenv("HUBFORMERS_CPU_KERNELS", "0")
+    assert not cpu_kernels.enabled()
+    monkeypatch.setenv("HUBFORMERS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")
+    assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 49, "D": 32}) is None
+    assert "no fused CPU kernel" in caplog.text
+    assert not list(tmp_path.rglob("*.so"))
+
+
+@needs_kernel
+def test_libraries_are_cached_by_source_and_sizes(monkeypatch, tmp_path):
+    monkeypatch.setenv("HUBFORMERS_CACHE", str(tmp_path))
+    first = cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 16, "D": 16})
+    built = list(tmp_path.rglob("*.so"))
+    assert first is not None and len(built) == 1
+
+    def no_compiler(*args, **kwargs):
+        raise OSError("no compiler")
+
+    monkeypatch.setattr(cpu_kernels.subprocess, "run", no_compiler)
+    # a second load reads the cache; other sizes need another build
+    assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 16, "D": 16}) is not None
+    assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 25, "D": 16}) is None
+    assert list(tmp_path.rglob("*.so")) == built
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "mask_shape, message",
+    [((2, 3, 49, 49), r"padded mask of shape \(M, 3, 49, 64\)"), ((3, 3, 49, 64), "M dividing them")],
+)
+def test_mask_of_the_wrong_shape(mask_shape, message):
+    qkv = torch.randn(4, 49, 3 * 3 * 32)
+    with pytest.raises(ValueError, match=message):
+        cpu_kernels.fused_window_attention(qkv, torch.zeros(mask_shape), 3, 0.2)
