@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11"]
 
-# The block of query rows whose accumulators live in registers (4 x 4 vectors of 16 floats for 49 tokens).
 WINDOW_ATTENTION_SOURCE = r"""
 #include <omp.h>
 #include <stdint.h>
@@ -46,14 +45,16 @@ WINDOW_ATTENTION_SOURCE = r"""
 #define NP (((N) + 15) / 16 * 16)
 #define NV (NP / 16)
 #define DV (D / 16)
-#define RB 4
-/* runs `call` with `rows` a compile-time constant, so that a block's accumulators stay in registers */
+/* the rows of a block, whose accumulators (RB x NV or RB x DV vectors) stay in 24 of the 32 registers */
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define RB MIN(8, MIN(24 / NV, 24 / DV))
+/* runs `call` with `rows` (<= RB) a compile-time constant, so that the compiler can keep the block's
+   accumulators in registers */
+#define ROWS_CASE(k, call) if (rows == (k) && (k) <= RB) { enum { rows = (k) }; call; }
 #define WITH_CONSTANT_ROWS(call)                                                                           \
     do {                                                                                                   \
-        if (rows == RB) { enum { rows = RB }; call; }                                                      \
-        else if (rows == 3) { enum { rows = 3 }; call; }                                                   \
-        else if (rows == 2) { enum { rows = 2 }; call; }                                                   \
-        else { enum { rows = 1 }; call; }                                                                  \
+        ROWS_CASE(8, call) else ROWS_CASE(7, call) else ROWS_CASE(6, call) else ROWS_CASE(5, call)          \
+        else ROWS_CASE(4, call) else ROWS_CASE(3, call) else ROWS_CASE(2, call) else ROWS_CASE(1, call)     \
     } while (0)
 
 typedef float v16 __attribute__((vector_size(64)));
@@ -134,8 +135,10 @@ static inline __attribute__((always_inline)) void weighted_rows(const int rows, 
 /* (N, D) rows with row stride ld -> (D, NP), zero past N */
 static void transpose(const float *rows, int64_t ld, v16 out[D][NV]) {
     float *flat = (float *)out;
-    for (int c = 0; c < D; c++)
-        for (int j = 0; j < NP; j++) flat[c * NP + j] = j < N ? rows[j * ld + c] : 0.0f;
+    for (int c = 0; c < D; c++) {
+        for (int j = 0; j < N; j++) flat[c * NP + j] = rows[j * ld + c];
+        for (int j = N; j < NP; j++) flat[c * NP + j] = 0.0f;
+    }
 }
 
 /* qkv (W, N, 3C) with C = H * D; window w takes mask[w % M], mask (M, H, N, NP) with -inf past N;
@@ -177,8 +180,8 @@ void window_attention_forward(const float *qkv, const float *mask, float *out, f
 }
 
 /* grad_out (W, N, C) -> grad_qkv (W, N, 3C), and the mask's gradient when grad_mask (G, M, H, N, NP), zeroed,
-   is given: task (g, p, h) takes the windows at position p of images g, g + G, ... and sums into its own
-   grad_mask[g, p, h], so no two threads write the same sum */
+   is given: task (g, p, h) takes the windows at position p of the g-th of G runs of images and sums into its
+   own grad_mask[g, p, h], so no two threads write the same sum */
 void window_attention_backward(const float *qkv, const float *probs, const float *grad_out, float *grad_qkv,
                                float *grad_mask, int64_t W, int64_t M, int64_t H, int64_t G, float scale,
                                int threads) {
@@ -189,7 +192,8 @@ void window_attention_backward(const float *qkv, const float *probs, const float
         float *gm = grad_mask ? grad_mask + task * N * NP : NULL;
         float ds[N][NP], qs[N][D];
         v16 vT[D][NV], dp[RB][NV];
-        for (int64_t image = g; image < W / M; image += G) {
+        const int64_t images = W / M, run = (images + G - 1) / G;
+        for (int64_t image = g * run; image < images && image < (g + 1) * run; image++) {
             const int64_t w = image * M + position;
             const float *q = qkv + w * N * ld + h * D, *k = q + C, *v = q + 2 * C;
             const float *go = grad_out + w * N * C + h * D;
