@@ -63,7 +63,7 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));
 
 static inline v16 load(const float *p) { return *(const v16u *)p; }
 static inline void store(float *p, v16 x) { *(v16u *)p = x; }
-static inline v16 splat(float s) { return (v16){0} + s; }
+static inline v16 splat(float s) { return (v16){s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s}; }
 static inline v16 select(v16i m, v16 a, v16 b) { return (v16)(((v16i)a & m) | ((v16i)b & ~m)); }
 
 /* exp(x) for x <= 0, and 0 below -87 (where exp is denormal): Cephes' expf, 2^n times a polynomial in the
@@ -85,16 +85,20 @@ static inline v16 exp_nonpositive(v16 x) {
     return select(keep, p * (v16)two_to_n, splat(0.0f));
 }
 
+/* the lanes folded in halves: log2(16) shuffles instead of 15 dependent scalar steps */
+static inline v16 fold(v16 x, int half) {
+    const v16i lanes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    return __builtin_shuffle(x, (lanes + half) & 15);
+}
+
 static inline float lane_max(v16 x) {
-    float m = x[0];
-    for (int l = 1; l < 16; l++) m = x[l] > m ? x[l] : m;
-    return m;
+    for (int half = 8; half; half /= 2) x = select(x > fold(x, half), x, fold(x, half));
+    return x[0];
 }
 
 static inline float lane_sum(v16 x) {
-    float s = 0.0f;
-    for (int l = 0; l < 16; l++) s += x[l];
-    return s;
+    for (int half = 8; half; half /= 2) x += fold(x, half);
+    return x[0];
 }
 
 /* out[r] = a[r] bT for r < rows: a (rows, D) with row stride lda, bT (D, NP), out (RB, NP) */
