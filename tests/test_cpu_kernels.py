@@ -1,6 +1,8 @@
-"""The C window attention against PyTorch's ops: outputs, probabilities, and the gradients of q/k/v and of the
-mask, for window sizes whose rows are and are not whole vectors, one mask or one per window position, heads of
-16 to 64 floats and any thread count; the fallbacks where no kernel can run, and a mask of the wrong shape."""
+"""The C kernels against PyTorch's ops. Window attention: outputs, probabilities, and the gradients of q/k/v and
+of the mask, for window sizes whose rows are and are not whole vectors, one mask or one per window position,
+heads of 16 to 64 floats and any thread count. GELU's backward: the input's and the bias's gradients over the
+whole range of inputs, for widths that are and are not whole vectors. The fallbacks where no kernel can run,
+and a mask of the wrong shape."""
 
 import pytest
 import torch
@@ -78,6 +80,24 @@ def test_frozen_mask_and_non_contiguous_inputs():
     (expected_grad,) = torch.autograd.grad(expected, qkv, grad_output)
     assert (output - expected).abs().max() <= 1e-5
     assert (grad - expected_grad).abs().max() <= 1e-5
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(7, 384), (5, 3, 40), (9, 3)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gelu_backward_matches_pytorch(shape, threads):
+    pre = torch.randn(shape) * 4
+    pre.view(-1)[:6] = torch.tensor([0.0, -0.0, 12.0, -12.0, 30.0, -30.0])  # exp(-x^2 / 2) underflows
+    grad = torch.randn(shape)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        grad_pre, grad_bias = cpu_kernels.gelu_backward(grad, pre)
+    finally:
+        torch.set_num_threads(previous)
+    expected = torch.ops.aten.gelu_backward(grad, pre)
+    assert (grad_pre - expected).abs().max() <= 1e-6 * grad.abs().max()
+    assert (grad_bias - expected.reshape(-1, shape[-1]).sum(0)).abs().max() <= 1e-5
 
 
 def test_no_kernel_where_it_cannot_run(monkeypatch, tmp_path, caplog):

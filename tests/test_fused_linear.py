@@ -9,11 +9,14 @@ from conftest import max_abs_diff
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from hubformers import fused_linear
+from hubformers import cpu_kernels, fused_linear
 from hubformers.fused_linear import linear, linear_layer, runs_fused
 
 TOL = 1e-5
 needs_onednn = pytest.mark.skipif(not fused_linear.ONEDNN, reason="oneDNN's fused linear is for x86 CPUs")
+needs_kernel = pytest.mark.skipif(
+    cpu_kernels.gelu_backward_kernel() is None, reason="the C kernels need Linux x86-64 and a C compiler"
+)
 
 
 @pytest.fixture
@@ -37,15 +40,20 @@ def test_fused_post_ops_match_the_plain_ops(monkeypatch, operands, onednn):
 
 
 @needs_onednn
-@pytest.mark.parametrize("gelu", [True, False])
-def test_gradients_match_the_plain_ops(operands, gelu):
+@pytest.mark.parametrize("gelu, kernel", [pytest.param(True, True, marks=needs_kernel), (True, False), (False, False)])
+def test_gradients_match_the_plain_ops(monkeypatch, operands, gelu, kernel):
     """With gradients, oneDNN runs the forward (GELU as a second pass) and the input's gradient, PyTorch's
-    matmul the weight's."""
+    matmul the weight's; GELU's gradient and the bias's come from the C kernel where it runs (40 columns: two
+    whole vectors and a part)."""
+    if not kernel:
+        monkeypatch.setattr(fused_linear, "gelu_backward_kernel", lambda: None)
     x, weight, bias, residual = (t.requires_grad_(True) for t in operands)
     residual = None if gelu else residual
     inputs = [t for t in (x, weight, bias, residual) if t is not None]
     upstream = torch.randn(3, 50, 40)
-    got = torch.autograd.grad(linear(x, weight, bias, gelu, residual), inputs, upstream)
+    output = linear(x, weight, bias, gelu, residual)
+    assert (type(output.grad_fn).__name__ == "OneDNNLinearGELUBackward") is kernel
+    got = torch.autograd.grad(output, inputs, upstream)
     expected_output = fused_linear.finish(F.linear(x, weight, bias), gelu, residual)
     expected = torch.autograd.grad(expected_output, inputs, upstream)
     for g, e in zip(got, expected, strict=True):
@@ -71,16 +79,20 @@ def test_gradients_of_non_contiguous_upstreams(operands, layout):
 
 
 @needs_onednn
-def test_second_order_gradients_match_the_plain_ops(operands):
-    """A gradient penalty differentiates the backward: it runs the plain matmul, which autograd can differentiate."""
+@pytest.mark.parametrize("gelu", [False, True])
+def test_second_order_gradients_match_the_plain_ops(operands, gelu):
+    """A gradient penalty differentiates the backward: it runs the plain matmul and PyTorch's GELU gradient,
+    which autograd can differentiate."""
     x, weight, bias, residual = (t.requires_grad_(True) for t in operands)
+    residual = None if gelu else residual
 
     def penalty(output):
         (grad_x,) = torch.autograd.grad(output.square().sum(), x, create_graph=True)
         return torch.autograd.grad(grad_x.square().sum(), weight)[0]
 
-    expected = penalty(residual + F.linear(x, weight, bias))
-    assert max_abs_diff(penalty(linear(x, weight, bias, residual=residual)), expected) <= 1e-4 * expected.abs().max()
+    expected = penalty(fused_linear.finish(F.linear(x, weight, bias), gelu, residual))
+    got = penalty(linear(x, weight, bias, gelu, residual))
+    assert max_abs_diff(got, expected) <= 1e-4 * expected.abs().max()
 
 
 def test_plain_ops_for_other_dtypes_devices_and_tensor_subclasses(operands):

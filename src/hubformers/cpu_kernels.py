@@ -36,26 +36,10 @@ logger = logging.getLogger(__name__)
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11"]
 
-WINDOW_ATTENTION_SOURCE = r"""
+VECTORS = r"""
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
-
-/* N tokens per window (rows of scores padded to NP, a whole number of vectors), D floats per head */
-#define NP (((N) + 15) / 16 * 16)
-#define NV (NP / 16)
-#define DV (D / 16)
-/* the rows of a block, whose accumulators (RB x NV or RB x DV vectors) stay in 24 of the 32 registers */
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define RB MIN(8, MIN(24 / NV, 24 / DV))
-/* runs `call` with `rows` (<= RB) a compile-time constant, so that the compiler can keep the block's
-   accumulators in registers */
-#define ROWS_CASE(k, call) if (rows == (k) && (k) <= RB) { enum { rows = (k) }; call; }
-#define WITH_CONSTANT_ROWS(call)                                                                           \
-    do {                                                                                                   \
-        ROWS_CASE(8, call) else ROWS_CASE(7, call) else ROWS_CASE(6, call) else ROWS_CASE(5, call)          \
-        else ROWS_CASE(4, call) else ROWS_CASE(3, call) else ROWS_CASE(2, call) else ROWS_CASE(1, call)     \
-    } while (0)
 
 typedef float v16 __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
@@ -100,6 +84,27 @@ static inline float lane_sum(v16 x) {
     for (int half = 8; half; half /= 2) x += fold(x, half);
     return x[0];
 }
+"""
+
+# Swin's attention, compiled with N (tokens per window) and D (floats per head, a multiple of 16) defined
+WINDOW_ATTENTION_SOURCE = (
+    VECTORS
+    + r"""
+/* N tokens per window (rows of scores padded to NP, a whole number of vectors), D floats per head */
+#define NP (((N) + 15) / 16 * 16)
+#define NV (NP / 16)
+#define DV (D / 16)
+/* the rows of a block, whose accumulators (RB x NV or RB x DV vectors) stay in 24 of the 32 registers */
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define RB MIN(8, MIN(24 / NV, 24 / DV))
+/* runs `call` with `rows` (<= RB) a compile-time constant, so that the compiler can keep the block's
+   accumulators in registers */
+#define ROWS_CASE(k, call) if (rows == (k) && (k) <= RB) { enum { rows = (k) }; call; }
+#define WITH_CONSTANT_ROWS(call)                                                                           \
+    do {                                                                                                   \
+        ROWS_CASE(8, call) else ROWS_CASE(7, call) else ROWS_CASE(6, call) else ROWS_CASE(5, call)          \
+        else ROWS_CASE(4, call) else ROWS_CASE(3, call) else ROWS_CASE(2, call) else ROWS_CASE(1, call)     \
+    } while (0)
 
 /* out[r] = a[r] bT for r < rows: a (rows, D) with row stride lda, bT (D, NP), out (RB, NP) */
 static inline __attribute__((always_inline)) void rows_times(const int rows, const float *a, int64_t lda,
@@ -233,6 +238,58 @@ void window_attention_backward(const float *qkv, const float *probs, const float
     }
 }
 """
+)
+
+GELU_BACKWARD_SOURCE = (
+    VECTORS
+    + r"""
+/* GELU'(x) = Phi(x) + x phi(x), with erf by Abramowitz and Stegun's 7.1.26 (|error| < 1.5e-7, PyTorch's
+   vectorised erf), whose exp(-x^2 / 2) is phi's too */
+static inline v16 gelu_derivative(v16 x) {
+    const v16i sign = (v16i)x & (v16i)splat(-0.0f);
+    const v16 magnitude = (v16)((v16i)x & ~(v16i)splat(-0.0f));
+    const v16 t = splat(1.0f) / (splat(0.3275911f * 0.70710678118654752f) * magnitude + splat(1.0f));
+    v16 r = splat(1.061405429f) * t + splat(-1.453152027f);
+    r = r * t + splat(1.421413741f);
+    r = r * t + splat(-0.284496736f);
+    r = r * t + splat(0.254829592f);
+    const v16 gauss = exp_nonpositive(x * x * splat(-0.5f));
+    const v16 erf = (v16)(sign ^ (v16i)(splat(1.0f) - r * t * gauss));
+    return splat(0.5f) * (splat(1.0f) + erf) + x * gauss * splat(0.39894228040143268f);
+}
+
+/* grad_pre = grad * GELU'(pre) for (rows, width) tensors, and its column sums (the bias gradient) added to
+   sums (threads, width), each thread's own row */
+void gelu_backward(const float *grad, const float *pre, float *grad_pre, float *sums, int64_t rows, int64_t width,
+                   int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+        float *sum = sums + omp_get_thread_num() * width;
+#pragma omp for schedule(static)
+        for (int64_t row = 0; row < rows; row++) {
+            const float *g = grad + row * width, *x = pre + row * width;
+            float *out = grad_pre + row * width;
+            int64_t c = 0;
+            for (; c + 16 <= width; c += 16) {
+                const v16 d = load(g + c) * gelu_derivative(load(x + c));
+                store(out + c, d);
+                store(sum + c, load(sum + c) + d);
+            }
+            if (c < width) { /* the last columns, through zero-padded vectors */
+                const size_t bytes = (width - c) * sizeof(float);
+                float gs[16] = {0}, xs[16] = {0}, total[16] = {0};
+                memcpy(gs, g + c, bytes), memcpy(xs, x + c, bytes), memcpy(total, sum + c, bytes);
+                const v16 d = load(gs) * gelu_derivative(load(xs));
+                store(total, load(total) + d);
+                store(gs, d);
+                memcpy(out + c, gs, bytes), memcpy(sum + c, total, bytes);
+            }
+        }
+    }
+}
+"""
+)
+
 
 # Per window and head the backward keeps (N, NP) score gradients on the thread's stack: 144 tokens (12 x 12
 # windows) take 83 kB; larger windows run PyTorch's ops.
@@ -315,25 +372,52 @@ def window_attention_kernel(tokens: int, head_dim: int) -> ctypes.CDLL | None:
     return library
 
 
+@functools.cache
+def gelu_backward_kernel() -> ctypes.CDLL | None:
+    """The compiled GELU backward, or None where it does not run (see the module's docstring)."""
+    library = compile_library(GELU_BACKWARD_SOURCE, {}) if enabled() else None
+    if library is not None:
+        pointer, size = ctypes.c_void_p, ctypes.c_int64
+        library.gelu_backward.argtypes = [pointer] * 4 + [size] * 2 + [ctypes.c_int]
+        library.gelu_backward.restype = None
+    return library
+
+
+def gelu_backward(grad: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """grad * GELU'(pre), GELU's input gradient, and its sum over all but the last dimension (the gradient of a
+    bias added before GELU), in one pass over the two tensors."""
+    grad, pre = grad.contiguous(), pre.contiguous()
+    width, threads = pre.shape[-1], torch.get_num_threads()
+    grad_pre, sums = torch.empty_like(pre), pre.new_zeros(threads, width)
+    gelu_backward_kernel().gelu_backward(
+        grad.data_ptr(), pre.data_ptr(), grad_pre.data_ptr(), sums.data_ptr(), pre.numel() // width, width, threads
+    )
+    return grad_pre, sums.sum(0)
+
+
 def padded_tokens(tokens: int) -> int:
     """The kernel's row length for the scores: whole vectors of 16 floats."""
     return -(-tokens // 16) * 16
 
 
-def runs_window_attention_kernel(num_heads: int, qkv: torch.Tensor, *tensors: torch.Tensor) -> bool:
-    """Whether the kernel runs on the (windows, N, 3 * dim) projection `qkv` and the tensors its mask comes
-    from: plain float32 CPU tensors (not tensor subclasses or fake tensors), outside compiler traces and
-    torch.func transforms, with a compiled kernel for their size."""
-    _, tokens, width = qkv.shape
+def runs_kernels(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels may take these tensors: plain float32 CPU tensors (not tensor subclasses or fake
+    tensors), outside compiler traces and torch.func transforms."""
     return (
         all(
             type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu" and t.dtype == torch.float32
-            for t in (qkv, *tensors)
+            for t in tensors
         )
         and not torch.compiler.is_compiling()
         and not torch._C._are_functorch_transforms_active()
-        and window_attention_kernel(tokens, width // (3 * num_heads)) is not None
     )
+
+
+def runs_window_attention_kernel(num_heads: int, qkv: torch.Tensor, *tensors: torch.Tensor) -> bool:
+    """Whether the window attention runs on the (windows, N, 3 * dim) projection `qkv` and the tensors its mask
+    comes from: `runs_kernels`, and a kernel compiled for their size."""
+    _, tokens, width = qkv.shape
+    return runs_kernels(qkv, *tensors) and window_attention_kernel(tokens, width // (3 * num_heads)) is not None
 
 
 def pad_mask(mask: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,8 @@ from torch import nn
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 from transformers.activations import GELUActivation
 
+from .cpu_kernels import gelu_backward, gelu_backward_kernel
+
 ONEDNN = (
     platform.machine().lower() in ("x86_64", "amd64")  # elsewhere the platform's BLAS is the faster choice
     and torch.backends.mkldnn.is_available()
@@ -75,14 +77,47 @@ class OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad_output):
         x, weight = ctx.saved_tensors
         needs_x, needs_weight, needs_bias, needs_residual = ctx.needs_input_grad
-        rows = grad_output.reshape(-1, grad_output.shape[-1])  # (tokens, out_features)
-        grad_x = None
-        if needs_x:  # the plain matmul when the backward is itself differentiated (create_graph=True)
-            plain = torch.is_grad_enabled() or not runs_fused(grad_output)
-            grad_x = grad_output.matmul(weight) if plain else onednn_linear(grad_output, weight.t())
-        grad_weight = rows.t().mm(x.reshape(-1, x.shape[-1])) if needs_weight else None
-        grad_bias = rows.sum(0) if needs_bias else None
+        grad_x, grad_weight = linear_backward(grad_output, x, weight, needs_x, needs_weight)
+        grad_bias = grad_output.reshape(-1, grad_output.shape[-1]).sum(0) if needs_bias else None
         return grad_x, grad_weight, grad_bias, grad_output if needs_residual else None
+
+
+class OneDNNLinearGELU(torch.autograd.Function):
+    """GELU(x W^T + b): the linear by oneDNN and GELU by PyTorch; in the backward, GELU's derivative and the
+    bias gradient in one pass of the C kernel (`cpu_kernels.gelu_backward`), then the linear's gradients as in
+    `OneDNNLinear`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        pre = onednn_linear(x, weight, bias)
+        ctx.save_for_backward(x, weight, bias, pre)
+        return F.gelu(pre)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, weight, bias, pre = ctx.saved_tensors
+        needs_x, needs_weight, needs_bias = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            # the backward is itself differentiated: PyTorch's differentiable ops, on GELU's input recomputed
+            # from the inputs (the saved one has no graph back to them)
+            grad_pre = torch.ops.aten.gelu_backward(grad_output, F.linear(x, weight, bias))
+            grad_bias = grad_pre.reshape(-1, grad_pre.shape[-1]).sum(0)
+        else:
+            grad_pre, grad_bias = gelu_backward(grad_output, pre)
+        grad_x, grad_weight = linear_backward(grad_pre, x, weight, needs_x, needs_weight)
+        return grad_x, grad_weight, grad_bias if needs_bias else None
+
+
+def linear_backward(grad_output, x, weight, needs_x: bool, needs_weight: bool):
+    """The gradients of `x W^T` for x and W: the input's by oneDNN (the plain matmul when the backward is
+    itself differentiated, with create_graph=True), the weight's by PyTorch's matmul."""
+    grad_x = grad_weight = None
+    if needs_x:
+        plain = torch.is_grad_enabled() or not runs_fused(grad_output)
+        grad_x = grad_output.matmul(weight) if plain else onednn_linear(grad_output, weight.t())
+    if needs_weight:
+        grad_weight = grad_output.reshape(-1, grad_output.shape[-1]).t().mm(x.reshape(-1, x.shape[-1]))
+    return grad_x, grad_weight
 
 
 def linear(
@@ -99,6 +134,8 @@ def linear(
     if not runs_fused(*operands):
         return finish(F.linear(x, weight, bias), gelu, residual)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in operands):
+        if gelu and gelu_backward_kernel() is not None:
+            return OneDNNLinearGELU.apply(x, weight, bias)
         return finish(OneDNNLinear.apply(*operands), gelu, None)
     return onednn_linear(x, weight, bias, residual, gelu)
 

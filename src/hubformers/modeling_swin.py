@@ -14,9 +14,11 @@ Every forward call takes any input size: the image is padded to whole patches, e
 transformers' Swin. The relative-position bias of a block and the shift mask are built once per map size and
 cached (rebuilt whenever the bias table changes), and attention goes through transformers' interface with the
 bias and mask as one additive mask; a call that asks for `output_attentions` runs the eager path, which
-returns the probabilities. Training on the CPU with sdpa runs `WindowAttention`, which differentiates the mask
-without sdpa's math-path fallback. Inference runs each stage over chunks of images, so that activations stay
-in cache (see chunking.py). On x86 CPUs the linears run through oneDNN, the output projection and fc2 adding
+returns the probabilities. On x86 CPUs, sdpa's work goes to a C kernel compiled on first use (cpu_kernels.py),
+which keeps each window and head in cache from the q/k/v projection's output to the attention's, with and
+without gradients; elsewhere on the CPU, training with sdpa runs `WindowAttention`, which differentiates the
+mask without sdpa's math-path fallback. Inference runs each stage over chunks of images, so that activations
+stay in cache (see chunking.py). On x86 CPUs the linears run through oneDNN, the output projection and fc2 adding
 the residual and fc1 applying GELU in the same call (see fused_linear.py). Module names are
 transformers' own, so checkpoints written by transformers' Swin (microsoft/swin-* on the Hub) load as they
 are; a checkpoint with another window size loads with its bias tables resized bicubically.
@@ -258,11 +260,12 @@ class SwinRelativePositionBias(nn.Module):
 
 class WindowAttention(torch.autograd.Function):
     """softmax(q k^T * scale + mask) v over windows, with the gradient of the additive mask, for training on the
-    CPU: there sdpa has no fused kernel that differentiates an additive mask and falls back to its math path,
-    whose NaN-safe softmax adds three passes over the scores. Takes the (windows, N, 3 * dim) output of the qkv
-    projection and returns (windows, N, dim): one copy puts the heads in the batch dimension of `bmm`, one copy
-    puts the gradients back. The mask, (1 or windows per image, heads, N, N), broadcasts over the images of the
-    batch instead of being repeated. The probabilities are kept for the backward, as the math path keeps them."""
+    CPU where the C kernel does not run (cpu_kernels.py): sdpa has no fused kernel there that differentiates an
+    additive mask and falls back to its math path, whose NaN-safe softmax adds three passes over the scores.
+    Takes the (windows, N, 3 * dim) output of the qkv projection and returns (windows, N, dim): one copy puts
+    the heads in the batch dimension of `bmm`, one copy puts the gradients back. The mask, (1 or windows per
+    image, heads, N, N), broadcasts over the images of the batch instead of being repeated. The probabilities
+    are kept for the backward, as the math path keeps them."""
 
     @staticmethod
     def forward(ctx, qkv, mask, num_heads, scale):
