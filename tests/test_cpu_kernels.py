@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hubformers import cpu_kernels
+from hubformers.modeling_swin import window_order
 
 needs_kernel = pytest.mark.skipif(
     cpu_kernels.window_attention_kernel(16, 16) is None, reason="the C kernels need Linux x86-64 and a C compiler"
@@ -132,11 +133,42 @@ def test_libraries_are_cached_by_source_and_sizes(monkeypatch, tmp_path):
 
 
 @needs_kernel
+@pytest.mark.parametrize("shift", [0, 2])
+def test_shifted_windows_read_and_written_in_place(shift):
+    """With `order`, the kernel takes each image's tokens in raster order, gathers the (shifted) windows as it
+    reads and writes every token's output and gradient back in its place: as a gather, attention and the
+    inverse scatter by PyTorch's ops."""
+    images, height, width, window, num_heads, head_dim = 2, 8, 12, 4, 2, 16
+    order = window_order(height, width, window, shift, torch.device("cpu"))
+    positions = (height // window) * (width // window) if shift else 1
+    tokens = window * window
+    qkv, mask = random_operands(images * height * width // tokens, tokens, num_heads, head_dim, positions)
+    raster = torch.empty(images, height * width, qkv.shape[-1])
+    raster[:, order] = qkv.view(images, height * width, -1)  # the raster map whose windows are qkv's
+    raster.requires_grad_(), mask.requires_grad_()
+    grad_output = torch.randn(images, height * width, num_heads * head_dim)
+
+    windowed, _ = reference_attention(raster[:, order].flatten(0, 1).view_as(qkv), mask, num_heads, 0.25)
+    expected = torch.zeros_like(grad_output).index_copy(1, order, windowed.view(images, -1, grad_output.shape[-1]))
+    expected_grads = torch.autograd.grad(expected, (raster, mask), grad_output)
+    output = cpu_kernels.FusedWindowAttention.apply(raster, cpu_kernels.pad_mask(mask), num_heads, 0.25, order)
+    grads = torch.autograd.grad(output, (raster, mask), grad_output)
+    assert (output - expected).abs().max() <= 1e-5
+    for got, want in zip(grads, expected_grads, strict=True):
+        assert (got - want).abs().max() <= 1e-5
+
+
+@needs_kernel
 @pytest.mark.parametrize(
-    "mask_shape, message",
-    [((2, 3, 49, 49), r"padded mask of shape \(M, 3, 49, 64\)"), ((3, 3, 49, 64), "M dividing them")],
+    "qkv_shape, mask_shape, order_size",
+    [
+        ((4, 49, 288), (2, 3, 49, 49), None),  # the mask not padded
+        ((4, 49, 288), (3, 3, 49, 64), None),  # 4 windows, 3 masks
+        ((2, 98, 288), (2, 3, 49, 64), 97),  # an order that is not the image's tokens
+        ((2, 90, 288), (1, 3, 49, 64), 90),  # images of part of a window
+    ],
 )
-def test_mask_of_the_wrong_shape(mask_shape, message):
-    qkv = torch.randn(4, 49, 3 * 3 * 32)
-    with pytest.raises(ValueError, match=message):
-        cpu_kernels.fused_window_attention(qkv, torch.zeros(mask_shape), 3, 0.2)
+def test_operands_of_the_wrong_shape(qkv_shape, mask_shape, order_size):
+    order = None if order_size is None else torch.arange(order_size)
+    with pytest.raises(ValueError, match="Expected q/k/v projections"):
+        cpu_kernels.fused_window_attention(torch.randn(qkv_shape), torch.zeros(mask_shape), 3, 0.2, order)

@@ -106,66 +106,79 @@ WINDOW_ATTENTION_SOURCE = (
         else ROWS_CASE(4, call) else ROWS_CASE(3, call) else ROWS_CASE(2, call) else ROWS_CASE(1, call)     \
     } while (0)
 
-/* out[r] = a[r] bT for r < rows: a (rows, D) with row stride lda, bT (D, NP), out (RB, NP) */
-static inline __attribute__((always_inline)) void rows_times(const int rows, const float *a, int64_t lda,
-                                                              const v16 bT[D][NV], v16 out[RB][NV]) {
+/* Rows are addressed through offsets: row i of an operand is base + row[i] * stride, so that the kernels read
+   and write the windows' tokens where they lie in the (shifted, partitioned) map. */
+
+/* out[r] = a[r] bT for r < rows: a's rows of D floats, bT (D, NP), out (RB, NP) */
+static inline __attribute__((always_inline)) void rows_times(const int rows, const float *a, const int64_t *row,
+                                                              int64_t stride, const v16 bT[D][NV], v16 out[RB][NV]) {
     v16 acc[RB][NV];
     for (int r = 0; r < rows; r++)
         for (int u = 0; u < NV; u++) acc[r][u] = splat(0.0f);
     for (int c = 0; c < D; c++)
         for (int r = 0; r < rows; r++) {
-            const v16 ar = splat(a[r * lda + c]);
+            const v16 ar = splat(a[row[r] * stride + c]);
             for (int u = 0; u < NV; u++) acc[r][u] += ar * bT[c][u];
         }
     for (int r = 0; r < rows; r++)
         for (int u = 0; u < NV; u++) out[r][u] = acc[r][u];
 }
 
-/* out[r] = scale * sum_j w(j, r) b[j] for r < rows, over the N rows j of b (D floats each, row stride ldb),
-   with w(j, r) = w[j * wj + r * wr]; out has row stride ldo */
+/* out[r] = scale * sum_j w(j, r) b[j] for r < rows, over the N rows j of b (D floats each), with
+   w(j, r) = w[j * wj + r * wr] */
 static inline __attribute__((always_inline)) void weighted_rows(const int rows, const float *w, int64_t wj,
-                                                                 int64_t wr, const float *b, int64_t ldb,
-                                                                 float scale, float *out, int64_t ldo) {
+                                                                 int64_t wr, const float *b, const int64_t *brow,
+                                                                 int64_t bstride, float scale, float *out,
+                                                                 const int64_t *orow, int64_t ostride) {
     v16 acc[RB][DV];
     for (int r = 0; r < rows; r++)
         for (int u = 0; u < DV; u++) acc[r][u] = splat(0.0f);
     for (int j = 0; j < N; j++) {
         v16 bj[DV];
-        for (int u = 0; u < DV; u++) bj[u] = load(b + j * ldb + 16 * u);
+        for (int u = 0; u < DV; u++) bj[u] = load(b + brow[j] * bstride + 16 * u);
         for (int r = 0; r < rows; r++) {
             const v16 wjr = splat(w[j * wj + r * wr]);
             for (int u = 0; u < DV; u++) acc[r][u] += wjr * bj[u];
         }
     }
     for (int r = 0; r < rows; r++)
-        for (int u = 0; u < DV; u++) store(out + r * ldo + 16 * u, acc[r][u] * splat(scale));
+        for (int u = 0; u < DV; u++) store(out + orow[r] * ostride + 16 * u, acc[r][u] * splat(scale));
 }
 
-/* (N, D) rows with row stride ld -> (D, NP), zero past N */
-static void transpose(const float *rows, int64_t ld, v16 out[D][NV]) {
+/* N rows of D floats -> (D, NP), zero past N */
+static void transpose(const float *a, const int64_t *row, int64_t stride, v16 out[D][NV]) {
     float *flat = (float *)out;
     for (int c = 0; c < D; c++) {
-        for (int j = 0; j < N; j++) flat[c * NP + j] = rows[j * ld + c];
+        for (int j = 0; j < N; j++) flat[c * NP + j] = a[row[j] * stride + c];
         for (int j = N; j < NP; j++) flat[c * NP + j] = 0.0f;
     }
 }
 
-/* qkv (W, N, 3C) with C = H * D; window w takes mask[w % M], mask (M, H, N, NP) with -inf past N;
-   out (W, N, C); probs (W, H, N, NP) or NULL */
-void window_attention_forward(const float *qkv, const float *mask, float *out, float *probs, int64_t W,
-                              int64_t M, int64_t H, float scale, int threads) {
-    const int64_t C = H * D, ld = 3 * C;
+/* the rows of window `position` of `image` among the images' T tokens each: order (T) lists each window's
+   tokens, window after window */
+static inline void window_rows(const int64_t *order, int64_t image, int64_t T, int64_t position, int64_t row[N]) {
+    for (int i = 0; i < N; i++) row[i] = image * T + order[position * N + i];
+}
+
+/* qkv (images * T, 3C) with C = H * D, read through `order`; T / N windows per image, window p taking
+   mask[p % M], mask (M, H, N, NP) with -inf past N; out (images * T, C), written through `order`; probs
+   (images * T / N, H, N, NP) or NULL */
+void window_attention_forward(const float *qkv, const int64_t *order, const float *mask, float *out, float *probs,
+                              int64_t images, int64_t T, int64_t M, int64_t H, float scale, int threads) {
+    const int64_t C = H * D, ld = 3 * C, per_image = T / N;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t pair = 0; pair < W * H; pair++) {
-        const int64_t w = pair / H, h = pair % H;
-        const float *q = qkv + w * N * ld + h * D, *k = q + C, *v = q + 2 * C;
-        const float *m = mask + ((w % M) * H + h) * N * NP;
+    for (int64_t pair = 0; pair < images * per_image * H; pair++) {
+        const int64_t w = pair / H, h = pair % H, position = w % per_image;
+        const float *q = qkv + h * D, *k = q + C, *v = q + 2 * C;
+        const float *m = mask + ((position % M) * H + h) * N * NP;
+        int64_t row[N];
         v16 kT[D][NV], s[RB][NV];
         float block[RB][NP];
-        transpose(k, ld, kT);
+        window_rows(order, w / per_image, T, position, row);
+        transpose(k, row, ld, kT);
         for (int i0 = 0; i0 < N; i0 += RB) {
             const int rows = N - i0 < RB ? N - i0 : RB;
-            WITH_CONSTANT_ROWS(rows_times(rows, q + i0 * ld, ld, kT, s));
+            WITH_CONSTANT_ROWS(rows_times(rows, q, row + i0, ld, kT, s));
             for (int r = 0; r < rows; r++) {
                 const float *mr = m + (i0 + r) * NP;
                 v16 top = splat(-3.0e38f);
@@ -183,58 +196,60 @@ void window_attention_forward(const float *qkv, const float *mask, float *out, f
                 for (int u = 0; u < NV; u++) store(&block[r][16 * u], s[r][u] * inverse);
             }
             if (probs) memcpy(probs + (pair * N + i0) * NP, block, rows * NP * sizeof(float));
-            WITH_CONSTANT_ROWS(weighted_rows(rows, &block[0][0], 1, NP, v, ld, 1.0f, out + (w * N + i0) * C + h * D, C));
+            WITH_CONSTANT_ROWS(weighted_rows(rows, &block[0][0], 1, NP, v, row, ld, 1.0f, out + h * D, row + i0, C));
         }
     }
 }
 
-/* grad_out (W, N, C) -> grad_qkv (W, N, 3C), and the mask's gradient when grad_mask (G, M, H, N, NP), zeroed,
-   is given: task (g, p, h) takes the windows at position p of the g-th of G runs of images and sums into its
-   own grad_mask[g, p, h], so no two threads write the same sum */
-void window_attention_backward(const float *qkv, const float *probs, const float *grad_out, float *grad_qkv,
-                               float *grad_mask, int64_t W, int64_t M, int64_t H, int64_t G, float scale,
-                               int threads) {
-    const int64_t C = H * D, ld = 3 * C;
+/* grad_out (images * T, C) -> grad_qkv (images * T, 3C), both through `order`, and the mask's gradient when
+   grad_mask (G, M, H, N, NP), zeroed, is given: task (g, m, h) takes the windows p = m (mod M) of the g-th of
+   G runs of images and sums into its own grad_mask[g, m, h], so no two threads write the same sum */
+void window_attention_backward(const float *qkv, const int64_t *order, const float *probs, const float *grad_out,
+                               float *grad_qkv, float *grad_mask, int64_t images, int64_t T, int64_t M, int64_t H,
+                               int64_t G, float scale, int threads) {
+    const int64_t C = H * D, ld = 3 * C, per_image = T / N, run = (images + G - 1) / G;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t task = 0; task < G * M * H; task++) {
-        const int64_t g = task / (M * H), position = task / H % M, h = task % H;
+        const int64_t g = task / (M * H), m = task / H % M, h = task % H;
+        const float *q = qkv + h * D, *k = q + C, *v = q + 2 * C, *go = grad_out + h * D;
+        float *gq = grad_qkv + h * D, *gk = gq + C, *gv = gq + 2 * C;
         float *gm = grad_mask ? grad_mask + task * N * NP : NULL;
         float ds[N][NP], qs[N][D];
+        int64_t row[N], local[N];
         v16 vT[D][NV], dp[RB][NV];
-        const int64_t images = W / M, run = (images + G - 1) / G;
-        for (int64_t image = g * run; image < images && image < (g + 1) * run; image++) {
-            const int64_t w = image * M + position;
-            const float *q = qkv + w * N * ld + h * D, *k = q + C, *v = q + 2 * C;
-            const float *go = grad_out + w * N * C + h * D;
-            const float *p = probs + (w * H + h) * N * NP;
-            float *gq = grad_qkv + w * N * ld + h * D, *gk = gq + C, *gv = gq + 2 * C;
-            transpose(v, ld, vT);
-            /* dS = P * (dO V^T - rowsum(P * dO V^T)), the scores' gradient, which is also the mask's */
-            for (int i0 = 0; i0 < N; i0 += RB) {
-                const int rows = N - i0 < RB ? N - i0 : RB;
-                WITH_CONSTANT_ROWS(rows_times(rows, go + i0 * C, C, vT, dp));
-                for (int r = 0; r < rows; r++) {
-                    const float *pr = p + (i0 + r) * NP;
-                    v16 delta = splat(0.0f);
-                    for (int u = 0; u < NV; u++) delta += load(pr + 16 * u) * dp[r][u];
-                    const v16 d = splat(lane_sum(delta));
-                    for (int u = 0; u < NV; u++) {
-                        const v16 grad = load(pr + 16 * u) * (dp[r][u] - d);
-                        store(&ds[i0 + r][16 * u], grad);
-                        if (gm) store(gm + (i0 + r) * NP + 16 * u, load(gm + (i0 + r) * NP + 16 * u) + grad);
+        for (int i = 0; i < N; i++) local[i] = i;
+        for (int64_t image = g * run; image < images && image < (g + 1) * run; image++)
+            for (int64_t position = m; position < per_image; position += M) {
+                const float *p = probs + ((image * per_image + position) * H + h) * N * NP;
+                window_rows(order, image, T, position, row);
+                transpose(v, row, ld, vT);
+                /* dS = P * (dO V^T - rowsum(P * dO V^T)), the scores' gradient, which is also the mask's */
+                for (int i0 = 0; i0 < N; i0 += RB) {
+                    const int rows = N - i0 < RB ? N - i0 : RB;
+                    WITH_CONSTANT_ROWS(rows_times(rows, go, row + i0, C, vT, dp));
+                    for (int r = 0; r < rows; r++) {
+                        const float *pr = p + (i0 + r) * NP;
+                        v16 delta = splat(0.0f);
+                        for (int u = 0; u < NV; u++) delta += load(pr + 16 * u) * dp[r][u];
+                        const v16 d = splat(lane_sum(delta));
+                        for (int u = 0; u < NV; u++) {
+                            const v16 grad = load(pr + 16 * u) * (dp[r][u] - d);
+                            store(&ds[i0 + r][16 * u], grad);
+                            if (gm) store(gm + (i0 + r) * NP + 16 * u, load(gm + (i0 + r) * NP + 16 * u) + grad);
+                        }
                     }
                 }
+                for (int i = 0; i < N; i++)
+                    for (int c = 0; c < D; c++) qs[i][c] = q[row[i] * ld + c] * scale;
+                /* dV = P^T dO, dK = dS^T (scale q), dQ = scale dS K, a block of RB rows of each at a time */
+                for (int j0 = 0; j0 < N; j0 += RB) {
+                    const int rows = N - j0 < RB ? N - j0 : RB;
+                    WITH_CONSTANT_ROWS(weighted_rows(rows, p + j0, NP, 1, go, row, C, 1.0f, gv, row + j0, ld));
+                    WITH_CONSTANT_ROWS(
+                        weighted_rows(rows, &ds[0][j0], NP, 1, &qs[0][0], local, D, 1.0f, gk, row + j0, ld));
+                    WITH_CONSTANT_ROWS(weighted_rows(rows, &ds[j0][0], 1, NP, k, row, ld, scale, gq, row + j0, ld));
+                }
             }
-            for (int i = 0; i < N; i++)
-                for (int c = 0; c < D; c++) qs[i][c] = q[i * ld + c] * scale;
-            /* dV = P^T dO, dK = dS^T (scale q), dQ = scale dS K, a block of RB rows of each at a time */
-            for (int j0 = 0; j0 < N; j0 += RB) {
-                const int rows = N - j0 < RB ? N - j0 : RB;
-                WITH_CONSTANT_ROWS(weighted_rows(rows, p + j0, NP, 1, go, C, 1.0f, gv + j0 * ld, ld));
-                WITH_CONSTANT_ROWS(weighted_rows(rows, &ds[0][j0], NP, 1, &qs[0][0], D, 1.0f, gk + j0 * ld, ld));
-                WITH_CONSTANT_ROWS(weighted_rows(rows, &ds[j0][0], 1, NP, k, ld, scale, gq + j0 * ld, ld));
-            }
-        }
     }
 }
 """
@@ -366,8 +381,8 @@ def window_attention_kernel(tokens: int, head_dim: int) -> ctypes.CDLL | None:
     if library is None:
         return None
     pointer, size = ctypes.c_void_p, ctypes.c_int64
-    library.window_attention_forward.argtypes = [pointer] * 4 + [size] * 3 + [ctypes.c_float, ctypes.c_int]
-    library.window_attention_backward.argtypes = [pointer] * 5 + [size] * 4 + [ctypes.c_float, ctypes.c_int]
+    library.window_attention_forward.argtypes = [pointer] * 5 + [size] * 4 + [ctypes.c_float, ctypes.c_int]
+    library.window_attention_backward.argtypes = [pointer] * 6 + [size] * 5 + [ctypes.c_float, ctypes.c_int]
     library.window_attention_forward.restype = library.window_attention_backward.restype = None
     return library
 
@@ -413,11 +428,10 @@ def runs_kernels(*tensors: torch.Tensor) -> bool:
     )
 
 
-def runs_window_attention_kernel(num_heads: int, qkv: torch.Tensor, *tensors: torch.Tensor) -> bool:
-    """Whether the window attention runs on the (windows, N, 3 * dim) projection `qkv` and the tensors its mask
-    comes from: `runs_kernels`, and a kernel compiled for their size."""
-    _, tokens, width = qkv.shape
-    return runs_kernels(qkv, *tensors) and window_attention_kernel(tokens, width // (3 * num_heads)) is not None
+def runs_window_attention_kernel(window_tokens: int, head_dim: int, *tensors: torch.Tensor) -> bool:
+    """Whether the window attention runs for windows of `window_tokens` and heads of `head_dim` on the tensors
+    its operands come from: `runs_kernels`, and a kernel compiled for their size."""
+    return runs_kernels(*tensors) and window_attention_kernel(window_tokens, head_dim) is not None
 
 
 def pad_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -428,27 +442,35 @@ def pad_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def fused_window_attention(
-    qkv: torch.Tensor, mask: torch.Tensor, num_heads: int, scale: float, keep_probs: bool = False
+    qkv: torch.Tensor,
+    mask: torch.Tensor,
+    num_heads: int,
+    scale: float,
+    order: torch.Tensor | None = None,
+    keep_probs: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """softmax(q k^T * scale + mask) v by the kernel: qkv (windows, N, 3 * dim), the projection's output, and
-    mask (M, heads, N, NP) from `pad_mask`, window w taking mask[w % M] (M = 1, or the windows per image).
-    Returns (windows, N, dim) and, when `keep_probs`, the probabilities (windows, heads, N, NP)."""
-    windows, tokens, width = qkv.shape
-    if mask.shape[1:] != (num_heads, tokens, padded_tokens(tokens)) or windows % mask.shape[0]:
-        raise ValueError(
-            f"Expected a padded mask of shape (M, {num_heads}, {tokens}, {padded_tokens(tokens)}) for {windows} "
-            f"windows (M dividing them), got {tuple(mask.shape)}."
-        )
-    kernel = window_attention_kernel(tokens, width // (3 * num_heads))
+    """softmax(q k^T * scale + mask) v by the kernel, on q/k/v projections `qkv` that are either
+    - (windows, N, 3 * dim), window after window, or
+    - (images, T, 3 * dim), each image's T tokens in raster order, when `order` (T,) lists the tokens of each of
+      its T / N windows in turn (`window_order`: the kernel gathers the shifted windows as it reads, and writes
+      each token's output back in its place);
+    with mask (M, heads, N, NP) from `pad_mask`, window p of an image taking mask[p % M] (M = 1, or the windows
+    per image). Returns outputs shaped like `qkv` with dim features and, when `keep_probs`, the probabilities
+    (windows, heads, N, NP)."""
+    images, tokens, order = window_layout(qkv.shape, mask.shape, num_heads, order, qkv.device)
     qkv, mask = qkv.contiguous(), mask.contiguous()
-    output = qkv.new_empty(windows, tokens, width // 3)
-    probs = qkv.new_empty(windows, num_heads, tokens, mask.shape[-1]) if keep_probs else None
-    kernel.window_attention_forward(
+    output = qkv.new_empty(*qkv.shape[:-1], qkv.shape[-1] // 3)
+    probs = None
+    if keep_probs:
+        probs = qkv.new_empty(images * tokens // mask.shape[2], num_heads, mask.shape[2], mask.shape[3])
+    window_attention_kernel(mask.shape[2], qkv.shape[-1] // (3 * num_heads)).window_attention_forward(
         qkv.data_ptr(),
+        order.data_ptr(),
         mask.data_ptr(),
         output.data_ptr(),
         None if probs is None else probs.data_ptr(),
-        windows,
+        images,
+        tokens,
         mask.shape[0],
         num_heads,
         scale,
@@ -457,44 +479,75 @@ def fused_window_attention(
     return output, probs
 
 
+def window_layout(
+    qkv_shape: torch.Size, mask_shape: torch.Size, num_heads: int, order: torch.Tensor | None, device: torch.device
+) -> tuple[int, int, torch.Tensor]:
+    """(images, tokens per image, order) of `fused_window_attention`'s operands, checked: the kernel reads
+    whatever memory the sizes say."""
+    positions, _, tokens, padded = mask_shape
+    if order is None:  # whole windows: images of `positions` windows, in order
+        order = identity_order(positions * tokens, device)
+        if qkv_shape[0] % positions == 0:
+            qkv_shape = (qkv_shape[0] // positions, positions * tokens, qkv_shape[-1])
+    images, image_tokens, width = qkv_shape
+    if (
+        mask_shape[1] != num_heads
+        or padded != padded_tokens(tokens)
+        or image_tokens % tokens
+        or (image_tokens // tokens) % positions
+        or order.shape != (image_tokens,)
+        or order.dtype != torch.int64
+        or width % (3 * num_heads)
+    ):
+        raise ValueError(
+            f"Expected q/k/v projections of (images, T, 3 * dim) with T a whole number of windows, a padded mask "
+            f"of shape (M, {num_heads}, N, {padded_tokens(tokens)}) with M dividing the windows, and an int64 "
+            f"order of T tokens; got {tuple(qkv_shape)}, {tuple(mask_shape)} and {tuple(order.shape)}."
+        )
+    return images, image_tokens, order.contiguous()
+
+
+@functools.cache
+def identity_order(tokens: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(tokens, device=device)
+
+
 class FusedWindowAttention(torch.autograd.Function):
-    """`fused_window_attention`, differentiable in the projection's output and the padded mask (the relative
-    position bias, a parameter). The probabilities are kept for the backward, as PyTorch's attention keeps them."""
+    """`fused_window_attention`, differentiable in the projections and the padded mask (the relative position
+    bias, a parameter). The probabilities are kept for the backward, as PyTorch's attention keeps them."""
 
     @staticmethod
-    def forward(ctx, qkv, mask, num_heads, scale):
+    def forward(ctx, qkv, mask, num_heads, scale, order=None):
         qkv = qkv.contiguous()
-        output, probs = fused_window_attention(qkv, mask, num_heads, scale, keep_probs=True)
-        ctx.save_for_backward(qkv, probs)
+        output, probs = fused_window_attention(qkv, mask, num_heads, scale, order, keep_probs=True)
+        ctx.save_for_backward(qkv, probs, order)
         ctx.num_heads, ctx.scale, ctx.mask_shape = num_heads, scale, mask.shape
         return output
 
     @staticmethod
     def backward(ctx, grad_output):
-        qkv, probs = ctx.saved_tensors
-        windows, tokens, width = qkv.shape
-        kernel = window_attention_kernel(tokens, width // (3 * ctx.num_heads))
+        qkv, probs, order = ctx.saved_tensors
+        positions, heads, tokens = ctx.mask_shape[:3]
+        images, image_tokens, order = window_layout(qkv.shape, ctx.mask_shape, heads, order, qkv.device)
         grad_output, grad_qkv = grad_output.contiguous(), torch.empty_like(qkv)
-        positions, heads, threads = ctx.mask_shape[0], ctx.num_heads, torch.get_num_threads()
-        # the images split into groups, each summing its own mask gradient, so that there are enough
-        # (group, position, head) tasks to keep every thread busy
-        groups = min(windows // positions, -(-8 * threads // (positions * heads)))
-        grad_mask = None
-        if ctx.needs_input_grad[1]:
-            grad_mask = qkv.new_zeros(groups, *ctx.mask_shape)
-        kernel.window_attention_backward(
+        threads = torch.get_num_threads()
+        # the images split into runs, each summing its own mask gradient, so that there are enough
+        # (run, window position, head) tasks to keep every thread busy
+        groups = min(images, -(-8 * threads // (positions * heads)))
+        grad_mask = qkv.new_zeros(groups, *ctx.mask_shape) if ctx.needs_input_grad[1] else None
+        window_attention_kernel(tokens, qkv.shape[-1] // (3 * heads)).window_attention_backward(
             qkv.data_ptr(),
+            order.data_ptr(),
             probs.data_ptr(),
             grad_output.data_ptr(),
             grad_qkv.data_ptr(),
             None if grad_mask is None else grad_mask.data_ptr(),
-            windows,
+            images,
+            image_tokens,
             positions,
             heads,
             groups,
             ctx.scale,
             threads,
         )
-        if grad_mask is not None:
-            grad_mask = grad_mask.sum(0)
-        return grad_qkv, grad_mask, None, None
+        return grad_qkv, None if grad_mask is None else grad_mask.sum(0), None, None, None

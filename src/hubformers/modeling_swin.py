@@ -353,25 +353,44 @@ class SwinAttention(nn.Module):
         return mask
 
     def forward(
-        self, windows: torch.Tensor, map_size: tuple[int, int], window: int, shift: int, **kwargs
+        self, tokens: torch.Tensor, map_size: tuple[int, int], crop: tuple[int, int], window: int, shift: int, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attention over (batch * num_windows, window^2, C) windows of a padded, shifted map of `map_size`:
-        the heads' outputs, concatenated, before `o_proj`."""
-        num_windows, num_tokens, dim = windows.shape
-        qkv = self.project_qkv(windows)
+        """(Shifted) window attention over the (batch, H' * W', C) tokens of a map of `map_size` (padded to whole
+        windows): the heads' outputs, concatenated, before `o_proj`, un-shifted, in raster order and cropped to
+        the map's top-left `crop` (its size before padding); and the attention probabilities when asked for."""
+        batch, _, dim = tokens.shape
+        padded_h, padded_w = map_size
+        order = window_order(padded_h, padded_w, window, shift, tokens.device)
         # eager for a call that asks for the maps (sdpa never forms them), else the configured backend
         attention = eager_attention_forward
         if not kwargs.get("output_attentions", self.config.output_attentions):
             attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        table = self.relative_position_bias.relative_position_bias_table
-        needs_grad = torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad)
-        if self.runs_kernel(attention, qkv):
+        if self.runs_kernel(attention, tokens, window):
+            # the kernel gathers the shifted windows from the raster map as it reads and writes in place
+            qkv = self.project_qkv(tokens)
             mask = self.additive_mask(*map_size, window, shift, qkv.dtype, for_kernel=True)
-            if needs_grad:
-                return FusedWindowAttention.apply(qkv, mask, self.num_heads, self.scaling), None
-            return fused_window_attention(qkv, mask, self.num_heads, self.scaling)[0], None
+            if self.needs_grad(qkv):
+                heads = FusedWindowAttention.apply(qkv, mask, self.num_heads, self.scaling, order)
+            else:
+                heads = fused_window_attention(qkv, mask, self.num_heads, self.scaling, order)[0]
+            if crop != map_size:
+                heads = heads.view(batch, padded_h, padded_w, dim)[:, : crop[0], : crop[1]].flatten(1, 2)
+            return heads, None
+        # (batch, H' * W', C) -> shifted windows (batch * num_windows, window^2, C)
+        num_windows = batch * (padded_h // window) * (padded_w // window)
+        qkv = self.project_qkv(tokens.index_select(1, order).view(num_windows, window * window, dim))
+        heads, weights = self.attend(attention, qkv, map_size, window, shift, **kwargs)
+        # windows -> un-shifted (batch, H * W, C) without the padding, in one gather
+        order = raster_order(padded_h, padded_w, window, shift, *crop, tokens.device)
+        return heads.view(batch, padded_h * padded_w, dim).index_select(1, order), weights
+
+    def attend(
+        self, attention, qkv: torch.Tensor, map_size: tuple[int, int], window: int, shift: int, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(windows, N, dim) outputs of attention on the (windows, N, 3 * dim) projections, by PyTorch's ops."""
+        num_windows, num_tokens, width = qkv.shape
         mask = self.additive_mask(*map_size, window, shift, qkv.dtype)
-        if needs_grad and self.trains_on_cpu_with_sdpa(attention, qkv):
+        if self.needs_grad(qkv) and self.trains_on_cpu_with_sdpa(attention, qkv):
             return WindowAttention.apply(qkv, mask, self.num_heads, self.scaling), None
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -388,7 +407,11 @@ class SwinAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             **kwargs,
         )
-        return output.reshape(num_windows, num_tokens, dim), weights
+        return output.reshape(num_windows, num_tokens, width // 3), weights
+
+    def needs_grad(self, qkv: torch.Tensor) -> bool:
+        table = self.relative_position_bias.relative_position_bias_table
+        return torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad)
 
     def project_qkv(self, windows: torch.Tensor) -> torch.Tensor:
         """(windows, N, 3 * dim): one matmul on the concatenated weights, or through the modules themselves when
@@ -399,13 +422,13 @@ class SwinAttention(nn.Module):
         bias = torch.cat([p.bias for p in projections]) if self.config.qkv_bias else None
         return linear(windows, torch.cat([p.weight for p in projections]), bias)
 
-    def runs_kernel(self, attention, qkv: torch.Tensor) -> bool:
+    def runs_kernel(self, attention, tokens: torch.Tensor, window: int) -> bool:
         """Whether sdpa's work goes to the C kernel (see cpu_kernels.py), which has no attention dropout."""
         table = self.relative_position_bias.relative_position_bias_table
         return (
             attention is ALL_ATTENTION_FUNCTIONS["sdpa"]
             and (self.dropout == 0.0 or not self.training)
-            and runs_window_attention_kernel(self.num_heads, qkv, table)
+            and runs_window_attention_kernel(window * window, self.head_dim, tokens, table)
         )
 
     def trains_on_cpu_with_sdpa(self, attention, qkv: torch.Tensor) -> bool:
@@ -449,21 +472,13 @@ class SwinLayer(GradientCheckpointingLayer):
         batch, _, channels = hidden_states.shape
         window, shift = self.window_and_shift(height, width, always_partition)
 
-        # (batch, H * W, C) -> padded (batch, H', W', C) -> shifted windows (batch * num_windows, window^2, C)
+        # (batch, H * W, C) -> padded to whole windows (batch, H' * W', C)
         normed = self.layernorm_before(hidden_states)
         pad_h, pad_w = -height % window, -width % window
         if not is_static(height, width) or pad_h or pad_w:
             normed = F.pad(normed.view(batch, height, width, channels), (0, 0, 0, pad_w, 0, pad_h)).flatten(1, 2)
-        padded_h, padded_w = height + pad_h, width + pad_w
-        order = window_order(padded_h, padded_w, window, shift, normed.device)
-        num_windows = batch * (padded_h // window) * (padded_w // window)
-        windows = normed.index_select(1, order).view(num_windows, window * window, channels)
-
-        heads, weights = self.attention(windows, (padded_h, padded_w), window, shift, **kwargs)
-
-        # windows -> un-shifted (batch, H * W, C) without the padding, in one gather
-        order = raster_order(padded_h, padded_w, window, shift, height, width, normed.device)
-        heads = heads.view(batch, padded_h * padded_w, channels).index_select(1, order)
+        map_size = (height + pad_h, width + pad_w)
+        heads, weights = self.attention(normed, map_size, input_dimensions, window, shift, **kwargs)
         if not self.training or (self.dropout.p == 0.0 and self.drop_path.drop_prob == 0.0):
             # nothing comes between a branch and its sum: the projections add the residuals as they go
             hidden_states = linear_layer(self.attention.o_proj, heads, residual=hidden_states)
