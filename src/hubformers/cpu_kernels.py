@@ -160,6 +160,13 @@ static inline void window_rows(const int64_t *order, int64_t image, int64_t T, i
     for (int i = 0; i < N; i++) row[i] = image * T + order[position * N + i];
 }
 
+/* asks for the N rows' D floats in L2 ahead of use: a window's rows lie apart in the map, where the hardware
+   prefetchers do not follow them */
+static inline void prefetch_rows(const float *a, const int64_t row[N], int64_t stride) {
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < D; c += 16) __builtin_prefetch(a + row[i] * stride + c, 0, 2);
+}
+
 /* qkv (images * T, 3C) with C = H * D, read through `order`; T / N windows per image, window p taking
    mask[p % M], mask (M, H, N, NP) with -inf past N; out (images * T, C), written through `order`; probs
    (images * T / N, H, N, NP) or NULL */
@@ -171,10 +178,15 @@ void window_attention_forward(const float *qkv, const int64_t *order, const floa
         const int64_t w = pair / H, h = pair % H, position = w % per_image;
         const float *q = qkv + h * D, *k = q + C, *v = q + 2 * C;
         const float *m = mask + ((position % M) * H + h) * N * NP;
-        int64_t row[N];
+        int64_t row[N], next[N];
         v16 kT[D][NV], s[RB][NV];
         float block[RB][NP];
         window_rows(order, w / per_image, T, position, row);
+        if (pair + 1 < images * per_image * H) { /* the next pair's q, k and v */
+            const int64_t w_next = (pair + 1) / H, h_next = (pair + 1) % H;
+            window_rows(order, w_next / per_image, T, w_next % per_image, next);
+            for (int part = 0; part < 3; part++) prefetch_rows(qkv + part * C + h_next * D, next, ld);
+        }
         transpose(k, row, ld, kT);
         for (int i0 = 0; i0 < N; i0 += RB) {
             const int rows = N - i0 < RB ? N - i0 : RB;
@@ -215,13 +227,24 @@ void window_attention_backward(const float *qkv, const int64_t *order, const flo
         float *gq = grad_qkv + h * D, *gk = gq + C, *gv = gq + 2 * C;
         float *gm = grad_mask ? grad_mask + task * N * NP : NULL;
         float ds[N][NP], qs[N][D];
-        int64_t row[N], local[N];
+        int64_t row[N], next[N], local[N];
         v16 vT[D][NV], dp[RB][NV];
         for (int i = 0; i < N; i++) local[i] = i;
-        for (int64_t image = g * run; image < images && image < (g + 1) * run; image++)
+        const int64_t last = images < (g + 1) * run ? images : (g + 1) * run;
+        for (int64_t image = g * run; image < last; image++)
             for (int64_t position = m; position < per_image; position += M) {
                 const float *p = probs + ((image * per_image + position) * H + h) * N * NP;
                 window_rows(order, image, T, position, row);
+                /* the next window's q, k, v, output gradient and probabilities */
+                const int64_t next_image = position + M < per_image ? image : image + 1;
+                const int64_t next_position = position + M < per_image ? position + M : m;
+                if (next_image < last) {
+                    window_rows(order, next_image, T, next_position, next);
+                    for (int part = 0; part < 3; part++) prefetch_rows(q + part * C, next, ld);
+                    prefetch_rows(go, next, C);
+                    const float *next_p = probs + ((next_image * per_image + next_position) * H + h) * N * NP;
+                    for (int i = 0; i < N * NP; i += 16) __builtin_prefetch(next_p + i, 0, 2);
+                }
                 transpose(v, row, ld, vT);
                 /* dS = P * (dO V^T - rowsum(P * dO V^T)), the scores' gradient, which is also the mask's */
                 for (int i0 = 0; i0 < N; i0 += RB) {
