@@ -61,6 +61,19 @@ def test_gradients_match_the_plain_ops(monkeypatch, operands, gelu, kernel):
 
 
 @needs_onednn
+def test_gradients_of_a_narrowing_layer(operands):
+    """More inputs than outputs (as fc2): the weight's gradient by oneDNN, on transposed views."""
+    x, _, _, upstream = operands
+    weight = torch.randn(40, 24).t().contiguous()  # 40 inputs, 24 outputs
+    x = torch.cat([x, x[..., :16]], dim=-1).requires_grad_()
+    weight.requires_grad_()
+    got = torch.autograd.grad(linear(x, weight), (x, weight), upstream[..., :24])
+    expected = torch.autograd.grad(F.linear(x, weight), (x, weight), upstream[..., :24])
+    for g, e in zip(got, expected, strict=True):
+        assert max_abs_diff(g, e) <= TOL * max(1.0, e.abs().max().item())
+
+
+@needs_onednn
 @pytest.mark.parametrize("layout", ["expanded", "transposed", "strided"])
 def test_gradients_of_non_contiguous_upstreams(operands, layout):
     """oneDNN's input gradient takes whatever layout autograd hands it: a sum's expanded ones, a transposed or a
