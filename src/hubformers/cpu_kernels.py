@@ -1,21 +1,27 @@
-"""Fused window attention for x86 CPUs: a small C kernel, compiled on first use.
+"""Fused kernels for x86 CPUs in C, compiled on first use: Swin's window attention, and GELU's backward.
 
-Swin's attention (Liu et al., 2021, Section 3.2, Eq. 4) is softmax(q k^T / sqrt(d) + B + mask) v inside windows
-of M x M = 49 tokens. PyTorch's eager ops run it as separate passes over every window's 49 x 49 scores: copies
-that put the heads in a batch dimension, a batched matmul, the mask add, softmax, a second matmul, a copy back,
-and twice as many passes in the backward, plus a reduction for the gradient of the bias. Here one window and
-head at a time stays in L1 from the projection's output to the attention's: scores, mask, softmax and both
-products in the forward; the probabilities' and scores' gradients, the bias gradient and the three products in
-the backward, read from and written to the (windows, N, 3 x dim) layout of the q/k/v projection directly.
+Swin's attention (Liu et al., 2021, https://arxiv.org/abs/2103.14030, Section 3.2, Eq. 4) is
+softmax(q k^T / sqrt(d) + B + mask) v inside windows of M x M = 49 tokens. PyTorch's eager ops run it as
+separate passes over every window's 49 x 49 scores: a gather that shifts and partitions the map, copies that
+put the heads in a batch dimension, a batched matmul, the mask add, softmax, a second matmul, copies back, and
+twice as many passes in the backward, plus a reduction for the gradient of the bias. Here one window and head
+at a time stays in L1 from the q/k/v projection's output to the attention's: scores, mask, softmax and both
+products in the forward; the scores' gradient (the bias's too) and the three products in the backward. Rows
+are read and written through the shift-and-partition permutation of the map (`window_order`), so the
+projection and the output projection run on the map in raster order; the next window's rows are prefetched.
 
-The C source below is compiled for the window's token count and the head size (constants, so that the
-accumulators of a block of rows stay in registers) with the system's C compiler (`cc`, or `$CC`) and
+GELU's backward (Hendrycks and Gimpel, https://arxiv.org/abs/1606.08415) multiplies the upstream gradient by
+Phi(x) + x phi(x); the kernel also sums the result over tokens, the gradient of fc1's bias, in the same pass.
+
+The C sources below are compiled (window attention for each window's token count and head size, constants so
+that the accumulators of a block of rows stay in registers) with the system's C compiler (`cc`, or `$CC`) and
 `-march=native`, cached under `$HUBFORMERS_CACHE` (default `~/.cache/hubformers`) by a hash of the source,
-the flags and the CPU, and loaded with ctypes. Its threads are OpenMP's, shared with PyTorch: the library links
-`libgomp.so.1`, which resolves to the copy PyTorch has loaded. Without a compiler, off Linux x86-64, with a
-PyTorch that does not run on GNU OpenMP, or with `HUBFORMERS_CPU_KERNELS=0`, `window_attention_kernel` returns
-None and the caller runs PyTorch's ops instead. The exponential is Cephes' polynomial (within 2 ulp), so the
-results match PyTorch's to float32 rounding.
+the flags and the CPU, and loaded with ctypes. Their threads are OpenMP's, shared with PyTorch: the libraries
+link `libgomp.so.1`, which resolves to the copy PyTorch has loaded. Without a compiler, off Linux x86-64, with
+a PyTorch that does not run on GNU OpenMP, or with `HUBFORMERS_CPU_KERNELS=0`, the kernel getters return None
+(a compiler failure is logged) and the callers run PyTorch's ops instead. The exponential is Cephes'
+polynomial (within 2 ulp) and erf Abramowitz and Stegun's 7.1.26, as PyTorch's vectorised erf, so the results
+match PyTorch's to float32 rounding.
 """
 
 import ctypes

@@ -410,6 +410,7 @@ class SwinAttention(nn.Module):
         return output.reshape(num_windows, num_tokens, width // 3), weights
 
     def needs_grad(self, qkv: torch.Tensor) -> bool:
+        """Whether attention on `qkv` must be differentiable: in the projections or in the bias table."""
         table = self.relative_position_bias.relative_position_bias_table
         return torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad)
 
