@@ -172,3 +172,13 @@ def test_operands_of_the_wrong_shape(qkv_shape, mask_shape, order_size):
     order = None if order_size is None else torch.arange(order_size)
     with pytest.raises(ValueError, match="Expected q/k/v projections"):
         cpu_kernels.fused_window_attention(torch.randn(qkv_shape), torch.zeros(mask_shape), 3, 0.2, order)
+
+
+@needs_kernel
+def test_orders_and_gradients_that_would_address_other_memory():
+    order = torch.arange(98)
+    order[5] = 98
+    with pytest.raises(ValueError, match=r"tokens 0..98, outside the image's 98"):
+        cpu_kernels.fused_window_attention(torch.randn(2, 98, 288), torch.zeros(1, 3, 49, 64), 3, 0.2, order)
+    with pytest.raises(ValueError, match="does not match its input"):
+        cpu_kernels.gelu_backward(torch.randn(4, 32), torch.randn(4, 48))

@@ -430,6 +430,8 @@ def gelu_backward_kernel() -> ctypes.CDLL | None:
 def gelu_backward(grad: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """grad * GELU'(pre), GELU's input gradient, and its sum over all but the last dimension (the gradient of a
     bias added before GELU), in one pass over the two tensors."""
+    if grad.shape != pre.shape:
+        raise ValueError(f"GELU's gradient {tuple(grad.shape)} does not match its input {tuple(pre.shape)}.")
     grad, pre = grad.contiguous(), pre.contiguous()
     width, threads = pre.shape[-1], torch.get_num_threads()
     grad_pre, sums = torch.empty_like(pre), pre.new_zeros(threads, width)
@@ -533,6 +535,9 @@ def window_layout(
             f"of shape (M, {num_heads}, N, {padded_tokens(tokens)}) with M dividing the windows, and an int64 "
             f"order of T tokens; got {tuple(qkv_shape)}, {tuple(mask_shape)} and {tuple(order.shape)}."
         )
+    low, high = (order.min().item(), order.max().item()) if order.numel() else (0, 0)
+    if low < 0 or high >= image_tokens:  # the kernel would address memory past the images' tokens
+        raise ValueError(f"The order lists tokens {low}..{high}, outside the image's {image_tokens}.")
     return images, image_tokens, order.contiguous()
 
 
