@@ -24,6 +24,13 @@ def reference_attention(qkv, mask, num_heads, scale):
     return (probs @ value).transpose(1, 2).reshape(windows, tokens, -1), probs
 
 
+def as_images(qkv, positions):
+    """Windows, `positions` to an image, as the kernel takes them: (images, T, 3 * dim), and the order that
+    lists the windows' tokens as they lie."""
+    windows, tokens, width = qkv.shape
+    return qkv.view(windows // positions, positions * tokens, width), torch.arange(positions * tokens)
+
+
 def random_operands(windows, tokens, num_heads, head_dim, positions):
     qkv = torch.randn(windows, tokens, 3 * num_heads * head_dim)
     mask = torch.randn(positions, num_heads, tokens, tokens)
@@ -53,11 +60,12 @@ def test_matches_pytorch(windows, tokens, num_heads, head_dim, positions, thread
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        padded = cpu_kernels.pad_mask(mask)
-        output = cpu_kernels.FusedWindowAttention.apply(qkv, padded, num_heads, scale)
+        padded, (images, order) = cpu_kernels.pad_mask(mask), as_images(qkv, positions)
+        output = cpu_kernels.FusedWindowAttention.apply(images, padded, num_heads, scale, order).view_as(expected)
         grads = torch.autograd.grad(output, (qkv, mask), grad_output)
         with torch.no_grad():
-            inference, probs = cpu_kernels.fused_window_attention(qkv, padded, num_heads, scale, keep_probs=True)
+            inference, probs = cpu_kernels.fused_window_attention(images, padded, num_heads, scale, order, True)
+            inference = inference.view_as(expected)
     finally:
         torch.set_num_threads(previous)
     assert (output - expected).abs().max() <= 1e-5
@@ -72,12 +80,13 @@ def test_matches_pytorch(windows, tokens, num_heads, head_dim, positions, thread
 def test_frozen_mask_and_non_contiguous_inputs():
     """A mask that needs no gradient gets none; a non-contiguous projection and upstream gradient are read as
     their values."""
-    qkv, mask = random_operands(4, 49, 3, 32, 2)
-    qkv = qkv.transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
-    grad_output = torch.randn(96, 49, 4).transpose(0, 2)[:4]
-    output = cpu_kernels.FusedWindowAttention.apply(qkv, cpu_kernels.pad_mask(mask), 3, 0.2)
+    _, mask = random_operands(4, 49, 3, 32, 2)
+    qkv = torch.randn(98, 2, 288).transpose(0, 1).requires_grad_()  # two images of two windows
+    grad_output = torch.randn(96, 98, 2).transpose(0, 2)
+    order = torch.arange(98)
+    output = cpu_kernels.FusedWindowAttention.apply(qkv, cpu_kernels.pad_mask(mask), 3, 0.2, order)
     (grad,) = torch.autograd.grad(output, qkv, grad_output)
-    expected = reference_attention(qkv, mask, 3, 0.2)[0]
+    expected = reference_attention(qkv.reshape(4, 49, 288), mask, 3, 0.2)[0].view(2, 98, 96)
     (expected_grad,) = torch.autograd.grad(expected, qkv, grad_output)
     assert (output - expected).abs().max() <= 1e-5
     assert (grad - expected_grad).abs().max() <= 1e-5
@@ -162,16 +171,18 @@ def test_shifted_windows_read_and_written_in_place(shift):
 @pytest.mark.parametrize(
     "qkv_shape, mask_shape, order_size",
     [
-        ((4, 49, 288), (2, 3, 49, 49), None),  # the mask not padded
-        ((4, 49, 288), (3, 3, 49, 64), None),  # 4 windows, 3 masks
+        ((1, 196, 288), (2, 3, 49, 49), 196),  # the mask not padded
+        ((1, 196, 288), (3, 3, 49, 64), 196),  # 4 windows, 3 masks
+        ((196, 288), (1, 3, 49, 64), 196),  # no images dimension
         ((2, 98, 288), (2, 3, 49, 64), 97),  # an order that is not the image's tokens
         ((2, 90, 288), (1, 3, 49, 64), 90),  # images of part of a window
     ],
 )
 def test_operands_of_the_wrong_shape(qkv_shape, mask_shape, order_size):
-    order = None if order_size is None else torch.arange(order_size)
     with pytest.raises(ValueError, match="Expected q/k/v projections"):
-        cpu_kernels.fused_window_attention(torch.randn(qkv_shape), torch.zeros(mask_shape), 3, 0.2, order)
+        cpu_kernels.fused_window_attention(
+            torch.randn(qkv_shape), torch.zeros(mask_shape), 3, 0.2, torch.arange(order_size)
+        )
 
 
 @needs_kernel

@@ -447,8 +447,9 @@ def padded_tokens(tokens: int) -> int:
 
 
 def runs_kernels(*tensors: torch.Tensor) -> bool:
-    """Whether the kernels may take these tensors: plain float32 CPU tensors (not tensor subclasses or fake
-    tensors), outside compiler traces and torch.func transforms."""
+    """Whether the kernels (and fused_linear's oneDNN calls) may take these tensors: plain float32 CPU tensors
+    (not tensor subclasses or fake tensors), outside compiler traces (which fuse on their own) and torch.func
+    transforms (the ops have no rules for them)."""
     return (
         all(
             type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu" and t.dtype == torch.float32
@@ -477,24 +478,23 @@ def fused_window_attention(
     mask: torch.Tensor,
     num_heads: int,
     scale: float,
-    order: torch.Tensor | None = None,
+    order: torch.Tensor,
     keep_probs: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """softmax(q k^T * scale + mask) v by the kernel, on q/k/v projections `qkv` that are either
-    - (windows, N, 3 * dim), window after window, or
-    - (images, T, 3 * dim), each image's T tokens in raster order, when `order` (T,) lists the tokens of each of
-      its T / N windows in turn (`window_order`: the kernel gathers the shifted windows as it reads, and writes
-      each token's output back in its place);
-    with mask (M, heads, N, NP) from `pad_mask`, window p of an image taking mask[p % M] (M = 1, or the windows
-    per image). Returns outputs shaped like `qkv` with dim features and, when `keep_probs`, the probabilities
-    (windows, heads, N, NP)."""
-    images, tokens, order = window_layout(qkv.shape, mask.shape, num_heads, order, qkv.device)
-    qkv, mask = qkv.contiguous(), mask.contiguous()
-    output = qkv.new_empty(*qkv.shape[:-1], qkv.shape[-1] // 3)
+    """softmax(q k^T * scale + mask) v by the kernel, on q/k/v projections `qkv` of (images, T, 3 * dim), each
+    image's T tokens in raster order, `order` (T,) listing the tokens of each of its T / N windows in turn
+    (`window_order`: the kernel gathers the shifted windows as it reads, and writes each token's output back in
+    its place); mask (M, heads, N, NP) from `pad_mask`, window p of an image taking mask[p % M] (M = 1, or the
+    windows per image). Returns (images, T, dim) and, when `keep_probs`, the probabilities (windows, heads, N,
+    NP)."""
+    check_window_layout(qkv.shape, mask.shape, num_heads, order)
+    qkv, mask, order = qkv.contiguous(), mask.contiguous(), order.contiguous()
+    (images, tokens, width), window_tokens = qkv.shape, mask.shape[2]
+    output = qkv.new_empty(images, tokens, width // 3)
     probs = None
     if keep_probs:
-        probs = qkv.new_empty(images * tokens // mask.shape[2], num_heads, mask.shape[2], mask.shape[3])
-    window_attention_kernel(mask.shape[2], qkv.shape[-1] // (3 * num_heads)).window_attention_forward(
+        probs = qkv.new_empty(images * tokens // window_tokens, num_heads, window_tokens, mask.shape[3])
+    window_attention_kernel(window_tokens, width // (3 * num_heads)).window_attention_forward(
         qkv.data_ptr(),
         order.data_ptr(),
         mask.data_ptr(),
@@ -510,25 +510,18 @@ def fused_window_attention(
     return output, probs
 
 
-def window_layout(
-    qkv_shape: torch.Size, mask_shape: torch.Size, num_heads: int, order: torch.Tensor | None, device: torch.device
-) -> tuple[int, int, torch.Tensor]:
-    """(images, tokens per image, order) of `fused_window_attention`'s operands, checked: the kernel reads
-    whatever memory the sizes say."""
+def check_window_layout(qkv_shape: torch.Size, mask_shape: torch.Size, num_heads: int, order: torch.Tensor) -> None:
+    """`fused_window_attention`'s operands fit together: the kernel reads whatever memory the sizes say."""
     positions, _, tokens, padded = mask_shape
-    if order is None:  # whole windows: images of `positions` windows, in order
-        order = identity_order(positions * tokens, device)
-        if qkv_shape[0] % positions == 0:
-            qkv_shape = (qkv_shape[0] // positions, positions * tokens, qkv_shape[-1])
-    images, image_tokens, width = qkv_shape
     if (
-        mask_shape[1] != num_heads
+        len(qkv_shape) != 3
+        or mask_shape[1] != num_heads
         or padded != padded_tokens(tokens)
-        or image_tokens % tokens
-        or (image_tokens // tokens) % positions
-        or order.shape != (image_tokens,)
+        or qkv_shape[1] % tokens
+        or (qkv_shape[1] // tokens) % positions
+        or order.shape != (qkv_shape[1],)
         or order.dtype != torch.int64
-        or width % (3 * num_heads)
+        or qkv_shape[2] % (3 * num_heads)
     ):
         raise ValueError(
             f"Expected q/k/v projections of (images, T, 3 * dim) with T a whole number of windows, a padded mask "
@@ -536,14 +529,8 @@ def window_layout(
             f"order of T tokens; got {tuple(qkv_shape)}, {tuple(mask_shape)} and {tuple(order.shape)}."
         )
     low, high = (order.min().item(), order.max().item()) if order.numel() else (0, 0)
-    if low < 0 or high >= image_tokens:  # the kernel would address memory past the images' tokens
-        raise ValueError(f"The order lists tokens {low}..{high}, outside the image's {image_tokens}.")
-    return images, image_tokens, order.contiguous()
-
-
-@functools.cache
-def identity_order(tokens: int, device: torch.device) -> torch.Tensor:
-    return torch.arange(tokens, device=device)
+    if low < 0 or high >= qkv_shape[1]:  # the kernel would address memory past the images' tokens
+        raise ValueError(f"The order lists tokens {low}..{high}, outside the image's {qkv_shape[1]}.")
 
 
 class FusedWindowAttention(torch.autograd.Function):
@@ -551,8 +538,8 @@ class FusedWindowAttention(torch.autograd.Function):
     bias, a parameter). The probabilities are kept for the backward, as PyTorch's attention keeps them."""
 
     @staticmethod
-    def forward(ctx, qkv, mask, num_heads, scale, order=None):
-        qkv = qkv.contiguous()
+    def forward(ctx, qkv, mask, num_heads, scale, order):
+        qkv, order = qkv.contiguous(), order.contiguous()
         output, probs = fused_window_attention(qkv, mask, num_heads, scale, order, keep_probs=True)
         ctx.save_for_backward(qkv, probs, order)
         ctx.num_heads, ctx.scale, ctx.mask_shape = num_heads, scale, mask.shape
@@ -560,16 +547,15 @@ class FusedWindowAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        qkv, probs, order = ctx.saved_tensors
-        positions, heads, tokens = ctx.mask_shape[:3]
-        images, image_tokens, order = window_layout(qkv.shape, ctx.mask_shape, heads, order, qkv.device)
+        qkv, probs, order = ctx.saved_tensors  # checked by the forward
+        (images, image_tokens, width), (positions, heads, tokens) = qkv.shape, ctx.mask_shape[:3]
         grad_output, grad_qkv = grad_output.contiguous(), torch.empty_like(qkv)
         threads = torch.get_num_threads()
         # the images split into runs, each summing its own mask gradient, so that there are enough
         # (run, window position, head) tasks to keep every thread busy
         groups = min(images, -(-8 * threads // (positions * heads)))
         grad_mask = qkv.new_zeros(groups, *ctx.mask_shape) if ctx.needs_input_grad[1] else None
-        window_attention_kernel(tokens, qkv.shape[-1] // (3 * heads)).window_attention_backward(
+        window_attention_kernel(tokens, width // (3 * heads)).window_attention_backward(
             qkv.data_ptr(),
             order.data_ptr(),
             probs.data_ptr(),

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 from transformers.activations import GELUActivation
 
-from .cpu_kernels import gelu_backward, gelu_backward_kernel
+from .cpu_kernels import gelu_backward, gelu_backward_kernel, runs_kernels
 
 ONEDNN = (
     platform.machine().lower() in ("x86_64", "amd64")  # elsewhere the platform's BLAS is the faster choice
@@ -46,17 +46,11 @@ if ONEDNN and torch.ops.mkldnn._linear_pointwise not in flop_registry:
 
 def runs_fused(*tensors: torch.Tensor | None) -> bool:
     """Whether `linear` runs oneDNN for these operands."""
-    present = [t for t in tensors if t is not None]
     return (
         ONEDNN
         and torch.backends.mkldnn.enabled
-        and all(
-            type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu" and t.dtype == torch.float32
-            for t in present
-        )
         and not torch.is_autocast_enabled("cpu")  # autocast casts F.linear's operands to its dtype
-        and not torch.compiler.is_compiling()
-        and not torch._C._are_functorch_transforms_active()  # torch.func's vmap/grad: the op has no rules
+        and runs_kernels(*(t for t in tensors if t is not None))
     )
 
 

@@ -423,23 +423,20 @@ class SwinAttention(nn.Module):
         bias = torch.cat([p.bias for p in projections]) if self.config.qkv_bias else None
         return linear(windows, torch.cat([p.weight for p in projections]), bias)
 
+    def replaces_sdpa(self, attention) -> bool:
+        """Whether the configured attention is sdpa without dropout, whose work ours may do instead."""
+        return attention is ALL_ATTENTION_FUNCTIONS["sdpa"] and (self.dropout == 0.0 or not self.training)
+
     def runs_kernel(self, attention, tokens: torch.Tensor, window: int) -> bool:
-        """Whether sdpa's work goes to the C kernel (see cpu_kernels.py), which has no attention dropout."""
+        """Whether sdpa's work goes to the C kernel (see cpu_kernels.py)."""
         table = self.relative_position_bias.relative_position_bias_table
-        return (
-            attention is ALL_ATTENTION_FUNCTIONS["sdpa"]
-            and (self.dropout == 0.0 or not self.training)
-            and runs_window_attention_kernel(window * window, self.head_dim, tokens, table)
+        return self.replaces_sdpa(attention) and runs_window_attention_kernel(
+            window * window, self.head_dim, tokens, table
         )
 
     def trains_on_cpu_with_sdpa(self, attention, qkv: torch.Tensor) -> bool:
         """Whether sdpa would take its math path because the scores need a gradient (see `WindowAttention`)."""
-        return (
-            attention is ALL_ATTENTION_FUNCTIONS["sdpa"]
-            and qkv.device.type == "cpu"
-            and (self.dropout == 0.0 or not self.training)
-            and not torch.compiler.is_compiling()
-        )
+        return self.replaces_sdpa(attention) and qkv.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 class SwinLayer(GradientCheckpointingLayer):
