@@ -31,7 +31,7 @@ lint: $(BIN)/python
 benchmark: install-test
 	for model in vit swin clip vae longformer; do $(BIN)/hubformers benchmark $$model || exit 1; done
 
-# Issue 7's demo: train a VAE, CLIP and a judging ViT on digits, then draw every digit from its prompt.
+# Text to image: train a VAE, CLIP and a judging ViT on digits, then draw every digit from its prompt.
 text-to-image: $(BIN)/python
 	$(BIN)/pip install -q -e '.[clip]'
 	$(BIN)/hubformers train vae --dataset digits --latent-size 8 --epochs 300 --output-dir outputs/vae-digits
