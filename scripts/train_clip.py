@@ -36,7 +36,11 @@ from hubformers.scripts.training import (
     WARMUP_FRACTION,
     add_training_arguments,
     describe_hardware,
+    final_folder,
+    positive_int,
+    prepare_output_dir,
     push_folder,
+    save_metrics,
     training_arguments,
 )
 
@@ -73,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + " (both towers). Default: %(default)s.",
     )
     add_training_arguments(parser, epochs=30, batch_size=64, learning_rate=1e-3)
-    parser.add_argument("--max-train-samples", type=int, help="Train on the first N training images only.")
+    parser.add_argument("--max-train-samples", type=positive_int, help="Train on the first N training images only.")
 
 
 def new_processor() -> CLIPImageTextProcessor:
@@ -162,6 +166,7 @@ def card_values(args, dataset, trainer: Trainer, train_metrics: dict, accuracy: 
 
 def main(args: argparse.Namespace) -> None:
     args.output_dir = args.output_dir or Path("outputs/clip-digits")
+    checkpoint = prepare_output_dir(args)
     set_seed(args.seed)  # before the model is built: the seed fixes the initial weights too
     dataset = load_digits()
     processor = new_processor()
@@ -179,15 +184,14 @@ def main(args: argparse.Namespace) -> None:
         data_collator=CLIPCollator(processor),
         processing_class=processor,
     )
-    train_metrics = trainer.train().metrics
-    trainer.save_model()  # model, config, module files and processor; on rank 0 only
-    if not trainer.is_world_process_zero():
-        return
-    accuracy, _ = zero_shot_accuracy(trainer.model, processor, dataset.test_images, dataset.test_labels)
-    trainer.save_metrics("test", {"test_zero_shot_accuracy": accuracy}, combined=False)
-    write_model_card(
-        "clip", card_values(args, dataset, trainer, train_metrics, accuracy), args.output_dir / "README.md"
-    )
+    train_metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
+    with final_folder(trainer) as folder:
+        trainer.save_model(folder)  # model, config, module files and processor; on rank 0 only
+        if not trainer.is_world_process_zero():
+            return
+        accuracy, _ = zero_shot_accuracy(trainer.model, processor, dataset.test_images, dataset.test_labels)
+        save_metrics(folder, "test", {"test_zero_shot_accuracy": accuracy})
+        write_model_card("clip", card_values(args, dataset, trainer, train_metrics, accuracy), folder / "README.md")
     print(f"zero-shot accuracy: {accuracy:.4f} on {len(dataset.test_labels):,} held-out digits (text prompts only)")
     print(f"model saved to {args.output_dir}")
     if args.push_to_hub:

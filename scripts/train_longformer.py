@@ -34,7 +34,11 @@ from hubformers.scripts.training import (
     WARMUP_FRACTION,
     add_training_arguments,
     describe_hardware,
+    final_folder,
+    positive_int,
+    prepare_output_dir,
     push_folder,
+    save_metrics,
     training_arguments,
 )
 
@@ -59,10 +63,12 @@ WEIGHT_DECAY = 0.01
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", choices=sorted(CORPORA), default="python-docs", help="Default: %(default)s.")
     parser.add_argument("--model-size", choices=list(MODEL_SIZES), default="small", help="Default: %(default)s.")
-    parser.add_argument("--max-length", type=int, default=1024, help="Tokens per sequence. Default: %(default)s.")
-    parser.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary. Default: %(default)s.")
+    parser.add_argument(
+        "--max-length", type=positive_int, default=1024, help="Tokens per sequence. Default: %(default)s."
+    )
+    parser.add_argument("--vocab-size", type=positive_int, default=4096, help="BPE vocabulary. Default: %(default)s.")
     add_training_arguments(parser, epochs=4, batch_size=4, learning_rate=1e-3)
-    parser.add_argument("--max-train-samples", type=int, help="Train on the first N sequences only.")
+    parser.add_argument("--max-train-samples", type=positive_int, help="Train on the first N sequences only.")
 
 
 class FixedMasks(torch.utils.data.Dataset):
@@ -165,6 +171,7 @@ def card_values(args, corpus: TextCorpus, train_set, test_set, trainer, before: 
 
 def main(args: argparse.Namespace) -> None:
     args.output_dir = args.output_dir or Path(f"outputs/longformer-{args.corpus}")
+    checkpoint = prepare_output_dir(args)
     set_seed(args.seed)
     corpus = CORPORA[args.corpus]()
     tokenizer = train_tokenizer(corpus.train_documents, args.vocab_size)
@@ -192,14 +199,16 @@ def main(args: argparse.Namespace) -> None:
         preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
     )
     before = trainer.evaluate()
-    train_metrics = trainer.train().metrics
+    train_metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
     after = trainer.evaluate()
-    trainer.save_model()  # model, config, module files and tokenizer; on rank 0 only
-    if not trainer.is_world_process_zero():
-        return
-    trainer.save_metrics("eval", {**after, "eval_loss_before_training": before["eval_loss"]}, combined=False)
-    values = card_values(args, corpus, train_set, test_set, trainer, before, after, train_metrics["train_runtime"] / 60)
-    write_model_card("longformer", values, args.output_dir / "README.md")
+    with final_folder(trainer) as folder:
+        trainer.save_model(folder)  # model, config, module files and tokenizer; on rank 0 only
+        if not trainer.is_world_process_zero():
+            return
+        save_metrics(folder, "eval", {**after, "eval_loss_before_training": before["eval_loss"]})
+        minutes = train_metrics["train_runtime"] / 60
+        values = card_values(args, corpus, train_set, test_set, trainer, before, after, minutes)
+        write_model_card("longformer", values, folder / "README.md")
     print(
         f"held-out masked-LM loss {before['eval_loss']:.3f} -> {after['eval_loss']:.3f} "
         f"(perplexity {math.exp(after['eval_loss']):.1f}), masked-token accuracy "

@@ -36,7 +36,12 @@ from hubformers.scripts.model_card import write_model_card
 from hubformers.scripts.training import (
     add_training_arguments,
     describe_hardware,
+    final_folder,
+    non_negative_float,
+    positive_int,
+    prepare_output_dir,
     push_folder,
+    save_metrics,
     training_arguments,
 )
 
@@ -52,27 +57,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default where installed), or scikit-learn's digits. Default here: %(default)s.",
     )
     parser.add_argument(
-        "--latent-size", type=int, default=2, help="Latent dimensions (2 draws the manifold). Default: %(default)s."
+        "--latent-size",
+        type=positive_int,
+        default=2,
+        help="Latent dimensions (2 draws the manifold). Default: %(default)s.",
     )
     parser.add_argument(
-        "--hidden-size", type=int, default=500, help="Hidden units (the paper's 500). Default: %(default)s."
+        "--hidden-size", type=positive_int, default=500, help="Hidden units (the paper's 500). Default: %(default)s."
     )
     parser.add_argument(
-        "--beta", type=float, default=1.0, help="KL weight after warm-up (1: the ELBO). Default: %(default)s."
+        "--beta",
+        type=non_negative_float,
+        default=1.0,
+        help="KL weight after warm-up (1: the ELBO). Default: %(default)s.",
     )
     parser.add_argument(
         "--kl-warmup-epochs",
-        type=float,
+        type=non_negative_float,
         default=2.0,
         help="Epochs over which the KL weight rises linearly from 0. Default: %(default)s.",
     )
     parser.add_argument(
         "--iw-samples",
-        type=int,
+        type=positive_int,
         default=100,
         help="Importance samples per test image for log p(x). Default: %(default)s.",
     )
-    parser.add_argument("--max-train-samples", type=int, help="Train on the first N training images only.")
+    parser.add_argument("--max-train-samples", type=positive_int, help="Train on the first N training images only.")
     add_training_arguments(parser, epochs=20, batch_size=100, learning_rate=1e-3)
 
 
@@ -200,6 +211,7 @@ def card_values(
 
 def main(args: argparse.Namespace) -> None:
     args.output_dir = args.output_dir or Path(f"outputs/vae-{args.dataset}")
+    checkpoint = prepare_output_dir(args)
     set_seed(args.seed)
     dataset = load_image_dataset(args.dataset)
     config = VAEConfig(
@@ -224,16 +236,17 @@ def main(args: argparse.Namespace) -> None:
         processing_class=processor,
         callbacks=[KLWarmup(model, args.kl_warmup_epochs)],
     )
-    train_metrics = trainer.train().metrics
-    trainer.save_model()
-    if not trainer.is_world_process_zero():
-        return
-    metrics = test_metrics(trainer.model, test_set, args.iw_samples)
-    trainer.save_metrics("test", metrics, combined=False)
-    figures = write_figures(trainer.model, test_set, args.output_dir)
-    write_model_card(
-        "vae", card_values(args, dataset, trainer, train_metrics, metrics, figures), args.output_dir / "README.md"
-    )
+    train_metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
+    with final_folder(trainer) as folder:
+        trainer.save_model(folder)
+        if not trainer.is_world_process_zero():
+            return
+        metrics = test_metrics(trainer.model, test_set, args.iw_samples)
+        save_metrics(folder, "test", metrics)
+        figures = write_figures(trainer.model, test_set, folder)
+        write_model_card(
+            "vae", card_values(args, dataset, trainer, train_metrics, metrics, figures), folder / "README.md"
+        )
     print(
         f"test ELBO {metrics['test_elbo']:.2f} nats, importance-weighted log p(x) {metrics['test_log_likelihood']:.2f} "
         f"nats (k={args.iw_samples}) per image, on {len(test_set):,} {dataset.name} test images"

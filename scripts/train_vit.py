@@ -24,7 +24,11 @@ from hubformers.scripts.training import (
     WARMUP_FRACTION,
     add_training_arguments,
     describe_hardware,
+    final_folder,
+    positive_int,
+    prepare_output_dir,
     push_folder,
+    save_metrics,
     training_arguments,
 )
 
@@ -53,7 +57,7 @@ def add_image_classification_arguments(parser: argparse.ArgumentParser, model_si
         "--model-size", choices=list(model_sizes), default="small", help=f"{sizes_help} Default: %(default)s."
     )
     add_training_arguments(parser, epochs=15, batch_size=64, learning_rate=1e-3)
-    parser.add_argument("--max-train-samples", type=int, help="Train on the first N training images only.")
+    parser.add_argument("--max-train-samples", type=positive_int, help="Train on the first N training images only.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +160,7 @@ def train_image_classifier(
     """What `hubformers train vit` and `train swin` share: data, Trainer, test accuracy, the folder and its
     model card (`model_cards/ARCHITECTURE.md`), and the push. `new_model(class_names)` builds the classifier."""
     args.output_dir = args.output_dir or Path(f"outputs/{architecture}-{args.dataset}")
+    checkpoint = prepare_output_dir(args)
     set_seed(args.seed)  # before the model is built: the seed fixes the initial weights too
     dataset = load_image_dataset(args.dataset)
     processor = new_image_processor()
@@ -173,15 +178,16 @@ def train_image_classifier(
         processing_class=processor,
         compute_metrics=accuracy,
     )
-    train_metrics = trainer.train().metrics
+    train_metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
     test_metrics = trainer.evaluate(test_set, metric_key_prefix="test")
-    trainer.save_model()  # model, config, module files and processor; on rank 0 only
-    if not trainer.is_world_process_zero():
-        return
-    trainer.save_metrics("test", test_metrics, combined=False)
-    values = card_values(args, dataset, trainer, train_metrics, test_metrics)
-    values.update(architecture_card_values(trainer.model.config))
-    write_model_card(architecture, values, args.output_dir / "README.md")
+    with final_folder(trainer) as folder:
+        trainer.save_model(folder)  # model, config, module files and processor; on rank 0 only
+        if not trainer.is_world_process_zero():
+            return
+        save_metrics(folder, "test", test_metrics)
+        values = card_values(args, dataset, trainer, train_metrics, test_metrics)
+        values.update(architecture_card_values(trainer.model.config))
+        write_model_card(architecture, values, folder / "README.md")
     print(f"test accuracy: {test_metrics['test_accuracy']:.4f} on {len(test_set):,} {dataset.name} test images")
     print(f"model saved to {args.output_dir}")
     if args.push_to_hub:

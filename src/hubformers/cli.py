@@ -34,8 +34,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
-    args.run(args)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (FileExistsError, FileNotFoundError) as error:  # a folder the command was pointed at: no traceback
+        parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
 
 
 if __name__ == "__main__":
