@@ -70,8 +70,12 @@ def _register(auto_map: dict[str, str], image_processors: dict[str, type] | None
         model_class.register_for_auto_class(auto_name)
     if image_processors:
         transformers.AutoImageProcessor.register(config_class, image_processor_classes=image_processors, exist_ok=True)
+        # No video processor: said explicitly, because transformers otherwise derives a remote one from the
+        # image processor's `auto_map` and asks whether to run it before every pipeline.
+        transformers.AutoVideoProcessor.register(config_class, video_processor_classes={}, exist_ok=True)
         for processor_class in image_processors.values():
-            processor_class.register_for_auto_class("AutoImageProcessor")
+            if processor_class.__module__.startswith(__name__):  # transformers' own classes stay as they are
+                processor_class.register_for_auto_class("AutoImageProcessor")
 
 
 _register(VIT_AUTO_MAP, {"torchvision": ViTImageProcessor, "pil": ViTImageProcessorPil})
