@@ -4,6 +4,13 @@ heads of 16 to 64 floats and any thread count. GELU's backward: the input's and 
 whole range of inputs, for widths that are and are not whole vectors. The fallbacks where no kernel can run,
 and a mask of the wrong shape."""
 
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -13,6 +20,9 @@ from hubformers.modeling_swin import window_order
 needs_kernel = pytest.mark.skipif(
     cpu_kernels.window_attention_kernel(16, 16) is None, reason="the C kernels need Linux x86-64 and a C compiler"
 )
+
+
+WINDOW_SYMBOLS = ("window_attention_forward", "window_attention_backward")
 
 
 def reference_attention(qkv, mask, num_heads, scale):
@@ -115,11 +125,12 @@ def test_no_kernel_where_it_cannot_run(monkeypatch, tmp_path, caplog):
     failing compiler: no kernel (the callers run PyTorch's ops), and the compiler's failure is logged."""
     assert cpu_kernels.window_attention_kernel(49, 24) is None
     assert cpu_kernels.window_attention_kernel(cpu_kernels.MAX_TOKENS + 1, 32) is None
+    assert cpu_kernels.window_attention_kernel(16, cpu_kernels.MAX_HEAD_DIM + 16) is None
     monkeypatch.setenv("HUBFORMERS_CPU_KERNELS", "0")
     assert not cpu_kernels.enabled()
     monkeypatch.setenv("HUBFORMERS_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "false")
-    assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 49, "D": 32}) is None
+    assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 49, "D": 32}, WINDOW_SYMBOLS) is None
     assert "no fused CPU kernel" in caplog.text
     assert not list(tmp_path.rglob("*.so"))
 
@@ -127,7 +138,7 @@ def test_no_kernel_where_it_cannot_run(monkeypatch, tmp_path, caplog):
 @needs_kernel
 def test_libraries_are_cached_by_source_and_sizes(monkeypatch, tmp_path):
     monkeypatch.setenv("HUBFORMERS_CACHE", str(tmp_path))
-    first = cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 16, "D": 16})
+    first = cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 16, "D": 16}, WINDOW_SYMBOLS)
     built = list(tmp_path.rglob("*.so"))
     assert first is not None and len(built) == 1
 
@@ -136,8 +147,8 @@ def test_libraries_are_cached_by_source_and_sizes(monkeypatch, tmp_path):
 
     monkeypatch.setattr(cpu_kernels.subprocess, "run", no_compiler)
     # a second load reads the cache; other sizes need another build
-    assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 16, "D": 16}) is not None
-    assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 25, "D": 16}) is None
+    assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 16, "D": 16}, WINDOW_SYMBOLS)
+    assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 25, "D": 16}, WINDOW_SYMBOLS) is None
     assert list(tmp_path.rglob("*.so")) == built
 
 
@@ -193,3 +204,163 @@ def test_orders_and_gradients_that_would_address_other_memory():
         cpu_kernels.fused_window_attention(torch.randn(2, 98, 288), torch.zeros(1, 3, 49, 64), 3, 0.2, order)
     with pytest.raises(ValueError, match="does not match its input"):
         cpu_kernels.gelu_backward(torch.randn(4, 32), torch.randn(4, 48))
+
+
+def run_isolated(*functions, call: str, timeout: float, **environ: str) -> subprocess.CompletedProcess:
+    """Runs `call` in a fresh interpreter that has torch, `functions` (their source) and `cpu_kernels` (loaded from its
+    file: the package's import, transformers included, takes seconds), with `environ` added; returns its outputs.
+    A hang ends it at `timeout` seconds, a crash (a SIGBUS) ends it alone: either fails the test, not pytest."""
+    code = "\n".join(
+        [
+            "import importlib.util",
+            "import torch",
+            f"spec = importlib.util.spec_from_file_location('cpu_kernels', {cpu_kernels.__file__!r})",
+            "cpu_kernels = importlib.util.module_from_spec(spec)",
+            "spec.loader.exec_module(cpu_kernels)",
+            *(inspect.getsource(function) for function in functions),
+            call,
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env={**os.environ, **environ},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, f"exit status {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def check_window_sizes(cpu_kernels, shapes, seconds):
+    """For each (tokens, head_dim): where a kernel is compiled, its outputs and gradients against PyTorch's ops,
+    else a ValueError from the forward; each within `seconds` (faulthandler's watchdog thread ends the process
+    also while C code runs). Prints which ran."""
+    import faulthandler
+
+    torch.manual_seed(0)
+    torch.set_num_threads(2)  # a worker thread's stack too
+    for tokens, head_dim in shapes:
+        print(tokens, head_dim, end=" ", flush=True)
+        faulthandler.dump_traceback_later(seconds, exit=True)
+        qkv, mask = (operand.requires_grad_() for operand in random_operands(2, tokens, 1, head_dim, 1))
+        padded, (images, order) = cpu_kernels.pad_mask(mask), as_images(qkv, 1)
+        if cpu_kernels.window_attention_kernel(tokens, head_dim) is None:
+            try:
+                cpu_kernels.fused_window_attention(images, padded, 1, head_dim**-0.5, order)
+                raise AssertionError("a forward without a kernel")
+            except ValueError:
+                print("pytorch", flush=True)
+            continue
+        grad_output = torch.randn(2, tokens, head_dim)
+        expected, _ = reference_attention(qkv, mask, 1, head_dim**-0.5)
+        expected_grads = torch.autograd.grad(expected, (qkv, mask), grad_output)
+        output = cpu_kernels.FusedWindowAttention.apply(images, padded, 1, head_dim**-0.5, order).view_as(expected)
+        grads = torch.autograd.grad(output, (qkv, mask), grad_output)
+        faulthandler.cancel_dump_traceback_later()
+        assert (output - expected).abs().max() <= 1e-5
+        for got, want in zip(grads, expected_grads, strict=True):
+            assert (got - want).abs().max() <= 1e-5
+        print("kernel", flush=True)
+
+
+# windows of 1 to 256 tokens (and one more), heads of 16 to 1024 floats: the kernel runs up to 384
+SERVED = [(1, 16), (49, 48), (144, 128), (256, 16), (1, 384), (49, 384), (256, 384)]
+NOT_SERVED = [(49, 24), (257, 16), (16, 400), (49, 400), (256, 512), (1, 1024), (256, 1024)]
+
+
+@needs_kernel
+def test_window_sizes_up_to_the_limits_return():
+    """Heads of 400 floats and more made a block of 0 rows (the accumulators of one row fill the registers), and
+    the row loop never advanced: the sizes the kernel serves match PyTorch's ops, forward and backward; the
+    others get no kernel. The C side's blocks have a row at least: a kernel built for heads of 400 floats (not
+    served) returns, with PyTorch's results."""
+    output = run_isolated(
+        reference_attention,
+        as_images,
+        random_operands,
+        check_window_sizes,
+        call=f"check_window_sizes(cpu_kernels, {SERVED + NOT_SERVED}, 60)\n"
+        "cpu_kernels.serves_window = lambda tokens, head_dim: head_dim % 16 == 0\n"
+        "cpu_kernels.window_attention_kernel.cache_clear()\n"
+        "check_window_sizes(cpu_kernels, [(16, 400)], 60)",
+        timeout=600,
+    ).stdout
+    expected = [f"{t} {d} kernel" for t, d in SERVED] + [f"{t} {d} pytorch" for t, d in NOT_SERVED] + ["16 400 kernel"]
+    assert output.splitlines() == expected
+
+
+GELU_SYMBOLS = ("gelu_backward",)
+
+
+def gelu_library(cache) -> Path:
+    """Where the GELU kernel's library lies in the cache folder `cache` (as HUBFORMERS_CACHE)."""
+    name = cpu_kernels.library_name(cpu_kernels.GELU_BACKWARD_SOURCE, cpu_kernels.compile_command({}))
+    return Path(cache, "hubformers", "kernels", name)
+
+
+def check_gelu_kernels(cpu_kernels, caches):
+    """For each (cache folder, compiler): the GELU kernel as a fresh process loads it, against PyTorch's op
+    where there is one. Prints which ran."""
+    import os
+
+    for cache, compiler in caches:
+        os.environ["HUBFORMERS_CACHE"], os.environ["CC"] = cache, compiler
+        cpu_kernels.gelu_backward_kernel.cache_clear()
+        print(cache, end=" ", flush=True)
+        if cpu_kernels.gelu_backward_kernel() is None:
+            print("pytorch", flush=True)
+            continue
+        grad, pre = torch.randn(5, 40), torch.randn(5, 40) * 4
+        grad_pre, grad_bias = cpu_kernels.gelu_backward(grad, pre)
+        expected = torch.ops.aten.gelu_backward(grad, pre)
+        assert (grad_pre - expected).abs().max() <= 1e-6 * grad.abs().max()
+        assert (grad_bias - expected.sum(0)).abs().max() <= 1e-5
+        print("kernel", flush=True)
+
+
+def truncate(size):
+    def damage(library):
+        with open(library, "r+b") as file:  # in place, as a full disk or a crash leaves it
+            file.truncate(size(library.stat().st_size))
+
+    return damage
+
+
+def other_symbols(library):
+    cpu_kernels.build_library("int other(void) { return 1; }", cpu_kernels.compile_command({}), library)
+
+
+DAMAGES = {
+    "half": truncate(lambda size: size // 2),
+    "4k": truncate(lambda size: 4096),
+    "others": other_symbols,  # a whole library, its digest too, without the kernel's functions
+    "undigested": lambda library: cpu_kernels.digest_file(library).unlink(),
+    "mismatch": lambda library: cpu_kernels.digest_file(library).write_text(f"{'0' * 64} {library.stat().st_size}"),
+}
+
+
+@needs_kernel
+def test_damaged_libraries_are_built_again(tmp_path):
+    """A cached library truncated (to half, to 4 KiB: dlopen ends the process with SIGBUS), one without the
+    kernel's functions, one without a digest or with another: a fresh process builds it again and runs the
+    kernel, and the cache is whole again. Where it cannot build it (no compiler), PyTorch's ops run, with one
+    warning."""
+    caches = {}
+    for name, damage in DAMAGES.items():
+        library = gelu_library(tmp_path / name)
+        library.parent.mkdir(parents=True, mode=0o700)
+        cpu_kernels.build_library(cpu_kernels.GELU_BACKWARD_SOURCE, cpu_kernels.compile_command({}), library)
+        damage(library)
+        caches[name] = library
+    shutil.copytree(tmp_path / "half", tmp_path / "no compiler")
+    runs = [(str(tmp_path / name), os.environ.get("CC", "cc")) for name in DAMAGES] + [
+        (str(tmp_path / "no compiler"), "false")
+    ]
+    result = run_isolated(check_gelu_kernels, call=f"check_gelu_kernels(cpu_kernels, {runs})", timeout=300)
+    assert result.stderr.count("hubformers:") == result.stderr.count("no fused CPU kernel") == 1
+    assert result.stdout.splitlines() == [f"{cache} kernel" for cache, _ in runs[:-1]] + [f"{runs[-1][0]} pytorch"]
+    for library in caches.values():
+        assert cpu_kernels.intact(library)
+    assert not cpu_kernels.intact(gelu_library(tmp_path / "no compiler"))

@@ -15,21 +15,31 @@ Phi(x) + x phi(x); the kernel also sums the result over tokens, the gradient of 
 
 The C sources below are compiled (window attention for each window's token count and head size, constants so
 that the accumulators of a block of rows stay in registers) with the system's C compiler (`cc`, or `$CC`) and
-`-march=native`, cached under `$HUBFORMERS_CACHE` (default `~/.cache/hubformers`) by a hash of the source,
-the flags and the CPU, and loaded with ctypes. Their threads are OpenMP's, shared with PyTorch: the libraries
-link `libgomp.so.1`, which resolves to the copy PyTorch has loaded. Without a compiler, off Linux x86-64, with
-a PyTorch that does not run on GNU OpenMP, or with `HUBFORMERS_CPU_KERNELS=0`, the kernel getters return None
-(a compiler failure is logged) and the callers run PyTorch's ops instead. The exponential is Cephes'
+`-march=native`, cached under `$HUBFORMERS_CACHE/hubformers/kernels` (default `$XDG_CACHE_HOME`, or
+`~/.cache`) by a hash of the source, the flags and the CPU, and loaded with ctypes. A library is built into a
+temporary file, synced and renamed into place, and then the same for a file beside it with its sha256 and size;
+it is loaded only when both files are the current user's and writable by no one else, its size and digest
+match, and it defines the kernel's functions, else built again (a truncated library would end the process with
+SIGBUS). The cache is used only when its folder is the current user's and writable by it alone, and every
+folder above it is the user's or root's and writable by others only when sticky (as /tmp): where it is not,
+another user could have put a library there, and the kernels are built in a private temporary folder instead
+(with a warning). Windows of up to 256 tokens and heads of 16 to 384 floats, in steps of 16, are served
+(`serves_window`). Their threads are OpenMP's, shared with PyTorch: the libraries link `libgomp.so.1`, which
+resolves to the copy PyTorch has loaded. For other sizes, without a compiler, off Linux x86-64, with a PyTorch
+that does not run on GNU OpenMP, or with `HUBFORMERS_CPU_KERNELS=0`, the kernel getters return None (a compiler
+failure is logged) and the callers run PyTorch's ops instead. The exponential is Cephes'
 polynomial (within 2 ulp) and erf Abramowitz and Stegun's 7.1.26, as PyTorch's vectorised erf, so the results
 match PyTorch's to float32 rounding.
 """
 
+import _ctypes
 import ctypes
 import functools
 import hashlib
 import logging
 import os
 import platform
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -100,9 +110,11 @@ WINDOW_ATTENTION_SOURCE = (
 #define NP (((N) + 15) / 16 * 16)
 #define NV (NP / 16)
 #define DV (D / 16)
-/* the rows of a block, whose accumulators (RB x NV or RB x DV vectors) stay in 24 of the 32 registers */
+/* the rows of a block, whose accumulators (RB x NV or RB x DV vectors) stay in 24 of the 32 registers; at
+   least one, so that the row loops advance whatever the sizes (Python compiles only sizes whose rows fit) */
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define RB MIN(8, MIN(24 / NV, 24 / DV))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define RB MAX(1, MIN(8, MIN(24 / NV, 24 / DV)))
 /* runs `call` with `rows` (<= RB) a compile-time constant, so that the compiler can keep the block's
    accumulators in registers */
 #define ROWS_CASE(k, call) if (rows == (k) && (k) <= RB) { enum { rows = (k) }; call; }
@@ -335,9 +347,19 @@ void gelu_backward(const float *grad, const float *pre, float *grad_pre, float *
 )
 
 
-# Per window and head the backward keeps (N, NP) score gradients on the thread's stack: 144 tokens (12 x 12
-# windows) take 83 kB; larger windows run PyTorch's ops.
+# Per window and head the kernels keep a window's operands on the thread's stack, the backward the most: the
+# (N, NP) score gradients, the (N, D) scaled queries and the (D, NP) transposed values, 1 MiB at the largest
+# sizes served, 256 tokens and heads of 384 floats (24 vectors, a row's accumulators in 24 registers: a block
+# of rows needs them in registers). glibc gives threads 2 MiB where the stack size is unlimited, 8 MiB by
+# default. Other sizes run PyTorch's ops.
 MAX_TOKENS = 256
+MAX_HEAD_DIM = 384
+
+
+def serves_window(tokens: int, head_dim: int) -> bool:
+    """Whether the window attention is compiled for windows of `tokens` tokens and heads of `head_dim` floats:
+    at most MAX_TOKENS, and whole vectors of 16 floats up to MAX_HEAD_DIM."""
+    return 1 <= tokens <= MAX_TOKENS and 16 <= head_dim <= MAX_HEAD_DIM and head_dim % 16 == 0
 
 
 def enabled() -> bool:
@@ -374,39 +396,148 @@ def cpu_signature() -> str:
     return "\n".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
 
 
-def compile_library(source: str, defines: dict[str, int]) -> ctypes.CDLL | None:
-    """The shared library built from `source` with `defines`, from the cache when it is there; None (logged)
-    when the compiler is missing or fails, or the cache cannot be written."""
-    compiler = os.environ.get("CC", "cc")
-    flags = FLAGS + [f"-D{name}={value}" for name, value in sorted(defines.items())]
-    key = hashlib.sha256("\n".join([source, compiler, *flags, cpu_signature()]).encode()).hexdigest()[:24]
-    library = cache_folder() / f"{key}.so"
+def compile_command(defines: dict[str, int]) -> list[str]:
+    """The compiler (`$CC`, or `cc`) and its flags, the source file and output to follow."""
+    return [os.environ.get("CC", "cc"), *FLAGS, *(f"-D{name}={value}" for name, value in sorted(defines.items()))]
+
+
+def library_name(source: str, command: list[str]) -> str:
+    """The cached library's file name: a hash of what its code depends on."""
+    return hashlib.sha256("\n".join([source, *command, cpu_signature()]).encode()).hexdigest()[:24] + ".so"
+
+
+def compile_library(source: str, defines: dict[str, int], symbols: tuple[str, ...]) -> ctypes.CDLL | None:
+    """The shared library built from `source` with `defines`, which defines `symbols`: from the cache when the
+    cache folder is trusted and the copy there intact (`distrust`, `intact`), else built again (in a private
+    temporary folder where the cache is not trusted, with a warning); None (logged) when the compiler is missing
+    or fails, or no folder can be written."""
+    command = compile_command(defines)
+    name = library_name(source, command)
     try:
-        if not library.exists():
-            build_library(source, [compiler, *flags], library)
-        return ctypes.CDLL(str(library))
+        folder = cache_folder()
+        make_private_folders(folder)
+        doubt = distrust(folder)
+        if doubt is None:
+            return cached_library(source, command, folder / name, symbols)
+        warn_once(f"hubformers: {doubt}, so the CPU kernels are built in a private temporary folder instead")
+        with tempfile.TemporaryDirectory(prefix="hubformers-kernels-") as private_folder:
+            doubt = distrust(Path(private_folder))
+            if doubt is not None:
+                raise OSError(doubt)
+            return cached_library(source, command, Path(private_folder, name), symbols)
     except (OSError, subprocess.CalledProcessError) as error:
         details = getattr(error, "stderr", None) or error
-        logger.warning("hubformers: no fused CPU kernel (%s: %s); PyTorch's ops run instead", compiler, details)
+        logger.warning("hubformers: no fused CPU kernel (%s: %s); PyTorch's ops run instead", command[0], details)
         return None
 
 
+@functools.cache
+def warn_once(message: str) -> None:
+    logger.warning(message)
+
+
+def make_private_folders(folder: Path) -> None:
+    """Creates `folder` and the folders above it that are missing, each writable by the current user alone
+    (`mkdir -p` would leave the ones above to the umask)."""
+    for missing in reversed([path for path in (folder, *folder.parents) if not path.exists()]):
+        missing.mkdir(mode=0o700, exist_ok=True)
+
+
+def private(status: os.stat_result) -> bool:
+    """Whether a file or folder is the current user's, and no one else may write to it."""
+    return status.st_uid == os.geteuid() and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def distrust(folder: Path) -> str | None:
+    """Why libraries in `folder` may be another user's, or None: the folder must be the current user's and
+    writable by it alone, and each folder above it the user's or root's, writable by others only when sticky
+    (as /tmp is), so that no one else can put or rename anything on the way."""
+    status = folder.stat()
+    if not private(status):
+        return f"the cache folder {folder} (owner uid {status.st_uid}, mode {status.st_mode & 0o7777:o}) is not private"
+    for above in {*folder.absolute().parents, *folder.resolve().parents}:  # the links on the way, and their targets
+        status = above.stat()
+        shared = status.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not status.st_mode & stat.S_ISVTX
+        if status.st_uid not in (0, os.geteuid()) or shared:
+            return f"{above}, above the cache folder, may be changed by other users"
+    return None
+
+
+def digest_file(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def private_bytes(path: Path) -> bytes | None:
+    """The file's contents when it is the current user's and no one else may write to it, else None."""
+    with open(path, "rb") as file:
+        return file.read() if private(os.fstat(file.fileno())) else None
+
+
+def intact(library: Path) -> bool:
+    """Whether `library` and its digest file are private (`private`) and the library's size and sha256 are the
+    ones written beside it when it was built: dlopen of a truncated library ends the process with SIGBUS."""
+    try:
+        data, record = private_bytes(library), private_bytes(digest_file(library))
+    except OSError:
+        return False
+    return data is not None and record is not None and record.split() == digest(data).split()
+
+
+def digest(data: bytes) -> bytes:
+    return f"{hashlib.sha256(data).hexdigest()} {len(data)}\n".encode()
+
+
+def cached_library(source: str, command: list[str], library: Path, symbols: tuple[str, ...]) -> ctypes.CDLL:
+    """`library`, built again first unless it is intact and defines `symbols`."""
+    loaded = open_library(library, symbols)
+    if loaded is None:
+        build_library(source, command, library)
+        loaded = open_library(library, symbols)
+    if loaded is None:
+        raise OSError(f"{library}, just built, is not intact or does not define {', '.join(symbols)}")
+    return loaded
+
+
+def open_library(library: Path, symbols: tuple[str, ...]) -> ctypes.CDLL | None:
+    """`library` loaded when it is intact and defines `symbols`, else None."""
+    if not intact(library):
+        return None
+    loaded = ctypes.CDLL(str(library))
+    if all(hasattr(loaded, symbol) for symbol in symbols):
+        return loaded
+    _ctypes.dlclose(loaded._handle)  # else dlopen would return this library again for the one built in its place
+    return None
+
+
 def build_library(source: str, command: list[str], library: Path) -> None:
-    library.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Compiles `source` into `library`, then writes its digest beside it, each file written under another name,
+    synced and renamed into place, so that readers (other processes, or later ones after a crash) find whole
+    files, and a library whose digest is not written yet is built again."""
     with tempfile.TemporaryDirectory(dir=library.parent) as build:
-        source_file, built = Path(build, "kernel.c"), Path(build, "kernel.so")
+        source_file, built, record = Path(build, "kernel.c"), Path(build, "kernel.so"), Path(build, "digest")
         source_file.write_text(source)
         subprocess.run([*command, str(source_file), "-o", str(built)], check=True, capture_output=True, text=True)
-        os.replace(built, library)  # atomic: processes that build at once each install a whole file
+        record.write_bytes(digest(built.read_bytes()))
+        install(built, library)
+        install(record, digest_file(library))
+
+
+def install(file: Path, target: Path) -> None:
+    """Moves `file` to `target` once it is on disk, writable by its owner alone (whatever the umask)."""
+    with open(file, "rb") as handle:
+        os.fchmod(handle.fileno(), os.fstat(handle.fileno()).st_mode & 0o755)
+        os.fsync(handle.fileno())
+    os.replace(file, target)
 
 
 @functools.cache
 def window_attention_kernel(tokens: int, head_dim: int) -> ctypes.CDLL | None:
-    """The compiled window attention for windows of `tokens` tokens and heads of `head_dim` floats (a multiple
-    of 16), or None where it does not run (see the module's docstring)."""
-    if not enabled() or head_dim % 16 or tokens > MAX_TOKENS:
+    """The compiled window attention for windows of `tokens` tokens and heads of `head_dim` floats, or None where
+    it does not run (`serves_window`, and see the module's docstring)."""
+    if not enabled() or not serves_window(tokens, head_dim):
         return None
-    library = compile_library(WINDOW_ATTENTION_SOURCE, {"N": tokens, "D": head_dim})
+    symbols = ("window_attention_forward", "window_attention_backward")
+    library = compile_library(WINDOW_ATTENTION_SOURCE, {"N": tokens, "D": head_dim}, symbols)
     if library is None:
         return None
     pointer, size = ctypes.c_void_p, ctypes.c_int64
@@ -419,7 +550,7 @@ def window_attention_kernel(tokens: int, head_dim: int) -> ctypes.CDLL | None:
 @functools.cache
 def gelu_backward_kernel() -> ctypes.CDLL | None:
     """The compiled GELU backward, or None where it does not run (see the module's docstring)."""
-    library = compile_library(GELU_BACKWARD_SOURCE, {}) if enabled() else None
+    library = compile_library(GELU_BACKWARD_SOURCE, {}, ("gelu_backward",)) if enabled() else None
     if library is not None:
         pointer, size = ctypes.c_void_p, ctypes.c_int64
         library.gelu_backward.argtypes = [pointer] * 4 + [size] * 2 + [ctypes.c_int]
@@ -490,11 +621,18 @@ def fused_window_attention(
     check_window_layout(qkv.shape, mask.shape, num_heads, order)
     qkv, mask, order = qkv.contiguous(), mask.contiguous(), order.contiguous()
     (images, tokens, width), window_tokens = qkv.shape, mask.shape[2]
+    kernel = window_attention_kernel(window_tokens, width // (3 * num_heads))
+    if kernel is None:
+        raise ValueError(
+            f"Expected windows of at most {MAX_TOKENS} tokens and heads of 16 to {MAX_HEAD_DIM} floats in steps of "
+            f"16, on a machine where the kernels run (`runs_window_attention_kernel`); got windows of "
+            f"{window_tokens} tokens and heads of {width // (3 * num_heads)} floats."
+        )
     output = qkv.new_empty(images, tokens, width // 3)
     probs = None
     if keep_probs:
         probs = qkv.new_empty(images * tokens // window_tokens, num_heads, window_tokens, mask.shape[3])
-    window_attention_kernel(window_tokens, width // (3 * num_heads)).window_attention_forward(
+    kernel.window_attention_forward(
         qkv.data_ptr(),
         order.data_ptr(),
         mask.data_ptr(),
