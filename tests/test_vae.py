@@ -10,6 +10,7 @@ from diffusers import AutoencoderKL
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 import hubformers
+from hubformers import modeling_vae
 
 TINY_CONV = dict(
     architecture="conv",
@@ -192,6 +193,51 @@ def test_tiled_decode_and_encode_match_untiled():
         assert max_abs_diff(model.encode(x, tiled=True, tile_size=6).latent_mean, model.encode(x).latent_mean) <= 1e-4
 
 
+def test_tiled_paths_take_their_overlap_from_the_config(monkeypatch):
+    """config.tile_overlap is the halo of every tiled stage unless the call gives one: a halo smaller than the
+    receptive field shows seams, one that covers it is exact again."""
+    settings = {**TINY_CONV, "block_out_channels": [8, 16]}
+    default = hubformers.VAEModel(hubformers.VAEConfig(**settings)).eval()
+    latents, x = torch.randn(1, 4, 12, 8), images(1, 3, 24, 16)
+    halos = []
+    original_run_tiled = modeling_vae.run_tiled
+    monkeypatch.setattr(modeling_vae, "run_tiled", lambda *args: halos.append(args[3]) or original_run_tiled(*args))
+    with torch.no_grad():
+        untiled, untiled_mean = default.decode(latents), default.encode(x).latent_mean
+        tolerance = 1e-4 * (untiled.max() - untiled.min())
+        for overlap, exact in [(1, False), (8, True)]:
+            model = hubformers.VAEModel(hubformers.VAEConfig(**settings, tile_overlap=overlap)).eval()
+            model.load_state_dict(default.state_dict())
+            halos.clear()
+            decoded = model.decode(latents, tiled=True, tile_size=4)
+            mean = model.encode(x, tiled=True, tile_size=4).latent_mean
+            even = overlap + overlap % 2  # the encoder's halos keep the stride-2 grid
+            assert halos == [overlap, overlap, even, even]
+            assert (max_abs_diff(decoded, untiled) <= tolerance) == exact, overlap
+            assert (max_abs_diff(mean, untiled_mean) <= 1e-4) == exact, overlap
+            assert torch.equal(decoded, default.decode(latents, tiled=True, tile_size=4, tile_overlap=overlap))
+        halos.clear()
+        model.decode(latents, tiled=True, tile_size=4, tile_overlap=0)  # the call's overlap wins over the config's
+        assert halos == [0, 0]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_tiled_decode_and_encode_in_half_precision(dtype):
+    """Tiled matches untiled in the same dtype, within a few units of the dtype's rounding."""
+    model = hubformers.VAEModel(hubformers.VAEConfig(**{**TINY_CONV, "block_out_channels": [8, 16]}))
+    model = model.eval().to(dtype)
+    latents, x = torch.randn(1, 4, 8, 8, dtype=dtype), images(1, 3, 16, 16).to(dtype)
+    with torch.no_grad():
+        untiled, tiled = model.decode(latents), model.decode(latents, tiled=True, tile_size=4)
+        untiled_mean = model.encode(x).latent_mean
+        tiled_mean = model.encode(x, tiled=True, tile_size=4).latent_mean
+    eps = torch.finfo(dtype).eps
+    assert tiled.dtype == tiled_mean.dtype == dtype
+    assert torch.isfinite(tiled).all() and torch.isfinite(tiled_mean).all()
+    assert max_abs_diff(tiled.float(), untiled.float()) <= 8 * eps * (untiled.max() - untiled.min()).item()
+    assert max_abs_diff(tiled_mean.float(), untiled_mean.float()) <= 8 * eps * untiled_mean.abs().max().item()
+
+
 def test_image_processor_round_trip():
     processor = hubformers.VAEImageProcessor.for_config(hubformers.VAEConfig(**TINY_CONV))
     picture = (torch.rand(3, 16, 16) * 255).to(torch.uint8)
@@ -261,3 +307,47 @@ def test_bad_input():
         mlp.decode(torch.randn(2, 3), tiled=True)
     with pytest.raises(ValueError, match="num_samples"):
         mlp.log_likelihood(images(2, 1, 8, 8, low=0.0), 0)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda m: m.decode(torch.randn(1, 4, 4, 4), tiled=True, tile_size=0),
+            "`tile_size` must be an integer >= 1, got 0",
+        ),
+        (lambda m: m.decode(torch.randn(1, 4, 4, 4), tiled=True, tile_size=-2), "`tile_size` .* got -2"),
+        (lambda m: m.encode(images(1, 3, 16, 16), tiled=True, tile_size=0), "`tile_size` .* got 0"),
+        (
+            lambda m: m.decode(torch.randn(1, 4, 4, 4), tiled=True, tile_overlap=-1),
+            "`tile_overlap` must be an integer >= 0, got -1",
+        ),
+        (lambda m: m.encode(images(1, 3, 16, 16), tiled=True, tile_overlap=-3), "`tile_overlap` .* got -3"),
+        (lambda m: m.decode(torch.randn(2, 4, 4, 4), slice_size=0), "`slice_size` must be an integer >= 1, got 0"),
+        (lambda m: m.encode(images(2, 3, 16, 16), slice_size=-1), "`slice_size` .* got -1"),
+        (lambda m: m.sample(0), "`num_samples` must be an integer >= 1, got 0"),
+        (lambda m: m.sample(-1), "`num_samples` .* got -1"),
+        (lambda m: m.decode(torch.randn(0, 4, 4, 4)), r"at least one latent, got shape \(0, 4, 4, 4\)"),
+        (lambda m: m.encode(images(0, 3, 16, 16)), r"at least one image, got shape \(0, 3, 16, 16\)"),
+    ],
+)
+def test_bad_tiling_slicing_and_sample_arguments(call, message):
+    model = hubformers.VAEModel(hubformers.VAEConfig(**TINY_CONV)).eval()
+    with pytest.raises(ValueError, match=message):
+        call(model)
+
+
+def test_rejected_calls_leave_the_model_as_it_was():
+    model = hubformers.VAEModel(hubformers.VAEConfig(**TINY_CONV)).eval()
+    config, weights = model.config.to_dict(), {name: t.clone() for name, t in model.state_dict().items()}
+    latents = torch.randn(1, 4, 4, 4)
+    before = model.decode(latents, tiled=True, tile_size=2)
+    for bad in [dict(tile_size=0), dict(tile_overlap=-1), dict(slice_size=0)]:
+        with pytest.raises(ValueError):
+            model.decode(latents, tiled=True, **bad)
+    with pytest.raises(ValueError):
+        model(images() * 3)
+    assert model.config.to_dict() == config
+    assert all(torch.equal(t, weights[name]) for name, t in model.state_dict().items())
+    assert all(norm.tiling is None for norm in model.modules() if isinstance(norm, modeling_vae.TiledGroupNorm))
+    assert torch.equal(model.decode(latents, tiled=True, tile_size=2), before)

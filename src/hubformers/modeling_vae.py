@@ -35,6 +35,19 @@ from .modeling_vit import eager_attention_forward
 LOGVAR_RANGE = (-30.0, 20.0)  # diffusers' clamp on the posterior log-variance
 
 
+def require_count(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+
+
+def batch_slices(batch: torch.Tensor, slice_size: int | None) -> tuple[torch.Tensor, ...]:
+    """`batch` in runs of `slice_size` items along dim 0, or whole when `slice_size` is None."""
+    if slice_size is None:
+        return (batch,)
+    require_count("slice_size", slice_size)
+    return batch.split(slice_size)
+
+
 @dataclass
 class VAEEncoderOutput(ModelOutput):
     """latents: the posterior mean, or a draw from it (`sample_posterior=True`), scaled when `scaled=True`."""
@@ -90,17 +103,18 @@ class TileStatistics:
             self.target = self.target or norm
             self.gather(norm, x)
             raise StopTile
-        mean, var = self.known[norm]  # (batch, groups)
+        mean, var = self.known[norm]  # (batch, groups), float32
         per_channel = norm.num_channels // norm.num_groups
         scale = torch.rsqrt(var + norm.eps).repeat_interleave(per_channel, dim=1) * norm.weight  # (batch, channels)
         shift = norm.bias - mean.repeat_interleave(per_channel, dim=1) * scale
-        return torch.addcmul(shift[..., None, None], x, scale[..., None, None])
+        # computed in float32 and cast back to x's dtype, as nn.GroupNorm does for half-precision input
+        return torch.addcmul(shift[..., None, None], x.float(), scale[..., None, None]).to(x.dtype)
 
     def gather(self, norm: nn.GroupNorm, x: torch.Tensor) -> None:
         # the tile's own box, at this layer's resolution
         scale_h, scale_w = x.shape[-2] / self.size[0], x.shape[-1] / self.size[1]
         top, left, bottom, right = (round(v * s) for v, s in zip(self.own, (scale_h, scale_w, scale_h, scale_w)))
-        own = x[..., top:bottom, left:right]
+        own = x[..., top:bottom, left:right].float()  # half-precision sums would lose the image's statistics
         groups = own.reshape(own.shape[0], norm.num_groups, -1)  # (batch, groups, values of the group)
         var, mean = (t.double() for t in torch.var_mean(groups, dim=-1, correction=0))
         self.count += groups.shape[-1]
@@ -370,11 +384,12 @@ class ConvEncoder(nn.Module):
         x = block(self.conv_in(x) if index == 0 else x)
         return block.downsamplers[0](x) if hasattr(block, "downsamplers") else x
 
-    def stage_halo(self, index: int) -> int:
-        """Pixels of context a tile of stage `index` needs on each side to be exact (its receptive radius), even so
-        that tiles keep the stride-2 grid."""
+    def stage_halo(self, index: int, overlap: int | None = None) -> int:
+        """Pixels of context a tile of stage `index` gets on each side: `overlap`, or else what it needs to be
+        exact (its receptive radius); rounded up to even so that tiles keep the stride-2 grid."""
         block = self.down_blocks[index]
         reach = (index == 0) + 2 * len(block.resnets) + 2 * hasattr(block, "downsamplers")
+        reach = reach if overlap is None else overlap
         return reach + reach % 2
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
@@ -425,8 +440,11 @@ class ConvDecoder(nn.Module):
             x = self.conv_out(activate(self.conv_act, self.conv_norm_out(x)))
         return x
 
-    def stage_halo(self, index: int) -> int:
-        """Pixels of stage `index`'s input a tile needs on each side to be exact (its receptive radius)."""
+    def stage_halo(self, index: int, overlap: int | None = None) -> int:
+        """Pixels of stage `index`'s input a tile gets on each side: `overlap`, or else what it needs to be exact
+        (its receptive radius)."""
+        if overlap is not None:
+            return overlap
         convs = (index > 0) + 2 * len(self.up_blocks[index].resnets) + (index == len(self.up_blocks) - 1)
         return math.ceil(convs / 2) if index > 0 else convs  # after the up-sampling, a conv reaches half a pixel
 
@@ -495,6 +513,8 @@ class VAEModel(VAEPreTrainedModel):
     def check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         config = self.config
         check_pixel_values(pixel_values, config.num_channels)
+        if pixel_values.numel() == 0:
+            raise ValueError(f"`pixel_values` must hold at least one image, got shape {tuple(pixel_values.shape)}.")
         height, width = pixel_values.shape[-2:]
         if config.architecture == "mlp" and (height, width) != (config.image_size, config.image_size):
             raise ValueError(
@@ -534,6 +554,8 @@ class VAEModel(VAEPreTrainedModel):
             raise ValueError(
                 f"`latents` must have shape {names} with {expected[0]} at dim 1, got {tuple(latents.shape)}."
             )
+        if latents.numel() == 0:
+            raise ValueError(f"`latents` must hold at least one latent, got shape {tuple(latents.shape)}.")
 
     # -- encoder and decoder -----------------------------------------------------------------------------
 
@@ -545,14 +567,20 @@ class VAEModel(VAEPreTrainedModel):
         statistics = TileStatistics()
         with tiled_norms(coder, statistics):
             for index, tile in enumerate(tile_sizes):
-                halo = coder.stage_halo(index) if tile_overlap is None else tile_overlap
+                halo = coder.stage_halo(index, tile_overlap)
                 x = run_tiled(partial(coder.stage, index), x, tile, halo, statistics)
         return x
 
-    def check_tiling(self, tile_size: int | None) -> int:
+    def tile_settings(self, tile_size: int | None, tile_overlap: int | None) -> tuple[int, int | None]:
+        """The tile size and overlap of a tiled call: the arguments, or else the config's."""
         if self.config.architecture != "conv":
             raise ValueError(f"Tiling needs architecture='conv', got {self.config.architecture!r}.")
-        return tile_size or self.config.tile_size
+        tile_size = self.config.tile_size if tile_size is None else tile_size
+        tile_overlap = self.config.tile_overlap if tile_overlap is None else tile_overlap
+        require_count("tile_size", tile_size)
+        if tile_overlap is not None:
+            require_count("tile_overlap", tile_overlap, minimum=0)
+        return tile_size, tile_overlap
 
     def moments(
         self, pixel_values: torch.Tensor, tiled: bool = False, tile_size=None, tile_overlap=None
@@ -560,9 +588,9 @@ class VAEModel(VAEPreTrainedModel):
         """The encoder's output: mean and log-variance stacked along dim 1."""
         pixel_values = pixel_values.to(self.dtype)
         if tiled:
-            tile, factor = self.check_tiling(tile_size), self.config.downsampling_factor
+            (tile, overlap), factor = self.tile_settings(tile_size, tile_overlap), self.config.downsampling_factor
             sizes = [tile * factor // 2**index for index in range(len(self.encoder.down_blocks))]  # stage inputs
-            moments = self.encoder.head(self.run_stages_tiled(self.encoder, pixel_values, sizes, tile_overlap))
+            moments = self.encoder.head(self.run_stages_tiled(self.encoder, pixel_values, sizes, overlap))
         else:
             moments = self.encoder(pixel_values)
         return moments if self.quant_conv is None else self.quant_conv(moments)
@@ -576,9 +604,9 @@ class VAEModel(VAEPreTrainedModel):
             latents = self.post_quant_conv(latents)
         if not tiled:
             return self.decoder(latents)
-        tile = self.check_tiling(tile_size)
+        tile, overlap = self.tile_settings(tile_size, tile_overlap)
         sizes = [tile * 2 ** max(index - 1, 0) for index in range(len(self.decoder.up_blocks))]  # stage inputs
-        return self.run_stages_tiled(self.decoder, self.decoder.head(latents), sizes, tile_overlap)
+        return self.run_stages_tiled(self.decoder, self.decoder.head(latents), sizes, overlap)
 
     def mean_image(self, decoder_output: torch.Tensor) -> torch.Tensor:
         """E[x|z]: the Bernoulli probabilities, or the Gaussian mean."""
@@ -616,13 +644,11 @@ class VAEModel(VAEPreTrainedModel):
         slice_size: int | None = None,
     ) -> VAEEncoderOutput:
         """q(z|x). `scaled` applies scaling_factor/shift_factor to `latents`; `tiled` encodes tile by tile
-        (`tile_size`/`tile_overlap` in latent pixels, default from the config); `slice_size` images at a time."""
+        (`tile_size` in latent pixels, `tile_overlap` in pixels of each tiled stage's input; both default to the
+        config's); `slice_size` images at a time."""
         self.check_pixel_values(pixel_values)
         moments = torch.cat(
-            [
-                self.moments(chunk, tiled, tile_size, tile_overlap)
-                for chunk in pixel_values.split(slice_size or len(pixel_values))
-            ]
+            [self.moments(chunk, tiled, tile_size, tile_overlap) for chunk in batch_slices(pixel_values, slice_size)]
         )
         mean, logvar = moments.chunk(2, dim=1)
         logvar = logvar.clamp(*LOGVAR_RANGE)
@@ -648,8 +674,7 @@ class VAEModel(VAEPreTrainedModel):
         if scaled:
             latents = self.unscale_latents(latents)
         outputs = [
-            self.decoder_output(chunk, tiled, tile_size, tile_overlap)
-            for chunk in latents.split(slice_size or len(latents))
+            self.decoder_output(chunk, tiled, tile_size, tile_overlap) for chunk in batch_slices(latents, slice_size)
         ]
         return self.mean_image(torch.cat(outputs))
 
@@ -665,6 +690,7 @@ class VAEModel(VAEPreTrainedModel):
         width: int | None = None,
     ) -> torch.Tensor:
         """Images decoded from z ~ N(0, I); height/width (conv model) default to config.image_size."""
+        require_count("num_samples", num_samples)
         shape = (num_samples, *self.latent_shape(height, width))
         latents = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
         return self.decode(latents)
@@ -687,8 +713,7 @@ class VAEModel(VAEPreTrainedModel):
     ) -> torch.Tensor:
         """Importance-weighted estimate of log p(x) in nats, shape (batch,) (Burda et al., Eq. 8):
         log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x). Its expectation is the ELBO at k=1 and rises with k."""
-        if num_samples < 1:
-            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
+        require_count("num_samples", num_samples)
         posterior = self.encode(pixel_values)
         mean, logvar = posterior.latent_mean, posterior.latent_logvar
         std, batch = torch.exp(0.5 * logvar), len(pixel_values)
