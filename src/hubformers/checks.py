@@ -4,16 +4,43 @@ Each check raises a `ValueError` that names what was expected and what came, so 
 fails loudly at the boundary instead of turning into a silent wrong answer deeper down.
 """
 
+import math
+
 import torch
 from transformers.activations import ACT2FN
 
 
+def is_finite_number(value) -> bool:
+    """An int or a float that is neither NaN nor infinite (a bool is no number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def require_positive(**values) -> None:
-    """Every named value (an int or a sequence of ints) must be > 0."""
+    """Every named value (a number or a non-empty sequence of numbers) must be finite and > 0."""
     for name, value in values.items():
         items = value if isinstance(value, (list, tuple)) else [value]
-        if not all(isinstance(v, (int, float)) and v > 0 for v in items):
+        if not items or not all(is_finite_number(v) and v > 0 for v in items):
             raise ValueError(f"`{name}` must be positive, got {value!r}.")
+
+
+def require_non_negative(**values) -> None:
+    for name, value in values.items():
+        if not (is_finite_number(value) and value >= 0):
+            raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+
+
+def require_finite(**values) -> None:
+    for name, value in values.items():
+        if not is_finite_number(value):
+            raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+
+
+def require_size(**values) -> None:
+    """Every named value is a positive int or a (height, width) pair of them."""
+    for name, value in values.items():
+        if isinstance(value, (list, tuple)) and len(value) != 2:
+            raise ValueError(f"`{name}` must be an int or a (height, width) pair, got {len(value)} values {value!r}.")
+        require_positive(**{name: value})
 
 
 def require_divisible(numerator_name: str, numerator: int, denominator_name: str, denominator: int) -> None:
@@ -23,8 +50,15 @@ def require_divisible(numerator_name: str, numerator: int, denominator_name: str
 
 def require_probability(**values) -> None:
     for name, value in values.items():
-        if not 0.0 <= value < 1.0:
+        if not (is_finite_number(value) and 0.0 <= value < 1.0):
             raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
+
+
+def require_token_id(vocab_size: int, **values) -> None:
+    """Every named special token id is None or an id of the vocabulary."""
+    for name, value in values.items():
+        if value is not None and not (isinstance(value, int) and 0 <= value < vocab_size):
+            raise ValueError(f"`{name}` must be in [0, {vocab_size}) (vocab_size) or None, got {value!r}.")
 
 
 def require_activation(name: str, value: str) -> None:

@@ -9,9 +9,21 @@ Paper: https://arxiv.org/abs/2103.00020 (Section 2.4 for the encoders, Table 19-
 import math
 
 from huggingface_hub.dataclasses import strict
+from transformers import CLIPConfig as TransformersCLIPConfig
+from transformers import CLIPTextConfig as TransformersCLIPTextConfig
+from transformers import CLIPVisionConfig as TransformersCLIPVisionConfig
 from transformers import PreTrainedConfig
 
-from .checks import require_activation, require_divisible, require_positive, require_probability
+from .checks import (
+    require_activation,
+    require_divisible,
+    require_finite,
+    require_positive,
+    require_probability,
+    require_size,
+    require_token_id,
+)
+from .configuration_utils import HubformersConfig
 from .configuration_vit import to_pair
 
 # What each Auto class loads from a saved folder of each config (see configuration_vit.AUTO_MAP).
@@ -30,10 +42,12 @@ VISION_AUTO_MAP = {
 }
 
 # The end-of-text token of CLIP's BPE vocabulary (49,408 tokens), and the id openai's checkpoints on the Hub
-# put in their configs instead: written before transformers' PR #24773 made pooling look the token up by id.
+# put in their configs instead: written before transformers made pooling look the token up by id.
 CLIP_VOCAB_SIZE = 49408
 CLIP_EOS_TOKEN_ID = 49407
 LEGACY_EOS_TOKEN_ID = 2
+# transformers' default padding id (openai's configs say 1 as well)
+CLIP_PAD_TOKEN_ID = 1
 
 
 def check_tower(config: PreTrainedConfig) -> None:
@@ -45,6 +59,8 @@ def check_tower(config: PreTrainedConfig) -> None:
         num_hidden_layers=config.num_hidden_layers,
         num_attention_heads=config.num_attention_heads,
         layer_norm_eps=config.layer_norm_eps,
+        initializer_range=config.initializer_range,
+        initializer_factor=config.initializer_factor,
     )
     require_divisible("hidden_size", config.hidden_size, "num_attention_heads", config.num_attention_heads)
     require_probability(attention_dropout=config.attention_dropout)
@@ -52,7 +68,7 @@ def check_tower(config: PreTrainedConfig) -> None:
 
 
 @strict(accept_kwargs=True)
-class CLIPTextConfig(PreTrainedConfig):
+class CLIPTextConfig(HubformersConfig):
     r"""
     The causal text Transformer; its end-of-text token's final state is the text's feature.
 
@@ -65,9 +81,14 @@ class CLIPTextConfig(PreTrainedConfig):
         layer_norm_eps / attention_dropout / initializer_range / initializer_factor: as in transformers.
         eos_token_id: the end-of-text token whose first occurrence is pooled. A legacy config saying 2 with
             CLIP's vocabulary (openai's Hub checkpoints) is read as 49407, which is what those checkpoints meant.
+        bos_token_id / pad_token_id: the start-of-text and padding tokens (the model reads neither).
+            Unset special tokens sit where CLIP's vocabulary puts them: start-of-text and end-of-text are its last
+            two ids (49406, 49407) and padding is 1, so the defaults fit a vocabulary of any size (one too small
+            for start-of-text or padding leaves that None). Ids that are given must lie in the vocabulary.
     """
 
     model_type = "hubformers_clip_text_model"
+    transformers_config = TransformersCLIPTextConfig
     base_config_key = "text_config"
 
     vocab_size: int = CLIP_VOCAB_SIZE
@@ -80,20 +101,30 @@ class CLIPTextConfig(PreTrainedConfig):
     hidden_act: str = "quick_gelu"
     layer_norm_eps: float = 1e-5
     attention_dropout: float | int = 0.0
-    initializer_range: float = 0.02
-    initializer_factor: float = 1.0
-    pad_token_id: int | None = 1
-    bos_token_id: int | None = 49406
-    eos_token_id: int = CLIP_EOS_TOKEN_ID
+    initializer_range: float | int = 0.02
+    initializer_factor: float | int = 1.0
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
 
     def __post_init__(self, **kwargs):
-        kwargs.pop("model_type", None)  # transformers' config.json says "clip_text_model"
-        if self.eos_token_id == LEGACY_EOS_TOKEN_ID and self.vocab_size == CLIP_VOCAB_SIZE:
-            self.eos_token_id = CLIP_EOS_TOKEN_ID
+        kwargs = self.read_extra_kwargs(kwargs)
         check_tower(self)
         require_positive(vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings)
-        if not 0 <= self.eos_token_id < self.vocab_size:
-            raise ValueError(f"`eos_token_id` must be in [0, {self.vocab_size}) (vocab_size), got {self.eos_token_id}.")
+        if self.eos_token_id == LEGACY_EOS_TOKEN_ID and self.vocab_size == CLIP_VOCAB_SIZE:
+            self.eos_token_id = CLIP_EOS_TOKEN_ID
+        if self.eos_token_id is None:
+            self.eos_token_id = self.vocab_size - 1
+        if self.bos_token_id is None and self.vocab_size >= 2:
+            self.bos_token_id = self.vocab_size - 2
+        if self.pad_token_id is None and self.vocab_size > CLIP_PAD_TOKEN_ID:
+            self.pad_token_id = CLIP_PAD_TOKEN_ID
+        require_token_id(
+            self.vocab_size,
+            eos_token_id=self.eos_token_id,
+            bos_token_id=self.bos_token_id,
+            pad_token_id=self.pad_token_id,
+        )
         super().__post_init__(**kwargs)
         self.auto_map = {**TEXT_AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
 
@@ -102,7 +133,7 @@ class CLIPTextConfig(PreTrainedConfig):
 
 
 @strict(accept_kwargs=True)
-class CLIPVisionConfig(PreTrainedConfig):
+class CLIPVisionConfig(HubformersConfig):
     r"""
     The image Transformer: a ViT with a LayerNorm before the encoder, pooled at the class token.
 
@@ -115,6 +146,7 @@ class CLIPVisionConfig(PreTrainedConfig):
     """
 
     model_type = "hubformers_clip_vision_model"
+    transformers_config = TransformersCLIPVisionConfig
     base_config_key = "vision_config"
 
     hidden_size: int = 768
@@ -128,13 +160,14 @@ class CLIPVisionConfig(PreTrainedConfig):
     hidden_act: str = "quick_gelu"
     layer_norm_eps: float = 1e-5
     attention_dropout: float | int = 0.0
-    initializer_range: float = 0.02
-    initializer_factor: float = 1.0
+    initializer_range: float | int = 0.02
+    initializer_factor: float | int = 1.0
 
     def __post_init__(self, **kwargs):
-        kwargs.pop("model_type", None)  # transformers' config.json says "clip_vision_model"
+        kwargs = self.read_extra_kwargs(kwargs)
         check_tower(self)
-        require_positive(image_size=self.image_size, patch_size=self.patch_size, num_channels=self.num_channels)
+        require_size(image_size=self.image_size, patch_size=self.patch_size)
+        require_positive(num_channels=self.num_channels)
         for image_side, patch_side in zip(to_pair(self.image_size), to_pair(self.patch_size)):
             require_divisible("image_size", image_side, "patch_size", patch_side)
         super().__post_init__(**kwargs)
@@ -151,7 +184,7 @@ class CLIPVisionConfig(PreTrainedConfig):
 
 
 @strict(accept_kwargs=True)
-class CLIPConfig(PreTrainedConfig):
+class CLIPConfig(HubformersConfig):
     r"""
     The joint model: both towers, their projections into one space, and the learned temperature.
 
@@ -165,6 +198,7 @@ class CLIPConfig(PreTrainedConfig):
     """
 
     model_type = "hubformers_clip"
+    transformers_config = TransformersCLIPConfig
     sub_configs_defaults = {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig}
 
     text_config: dict | CLIPTextConfig | None = None
@@ -172,11 +206,16 @@ class CLIPConfig(PreTrainedConfig):
     projection_dim: int = 512
     logit_scale_init_value: float | int = 2.6592
     logit_scale_max: float | int = math.log(100)
-    initializer_factor: float = 1.0
+    initializer_factor: float | int = 1.0
 
     def __post_init__(self, **kwargs):
-        kwargs.pop("model_type", None)  # transformers' config.json says "clip"
-        require_positive(projection_dim=self.projection_dim, logit_scale_max=self.logit_scale_max)
+        kwargs = self.read_extra_kwargs(kwargs)
+        require_positive(
+            projection_dim=self.projection_dim,
+            logit_scale_max=self.logit_scale_max,
+            initializer_factor=self.initializer_factor,
+        )
+        require_finite(logit_scale_init_value=self.logit_scale_init_value)
         super().__post_init__(**kwargs)
         for name in ("text_config", "vision_config"):
             tower = getattr(self, name)

@@ -8,14 +8,19 @@ per-layer windows and dilations, Section 5 for the RoBERTa checkpoint the base m
 """
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import LongformerConfig as TransformersLongformerConfig
 
 from .checks import (
     require_activation,
     require_divisible,
     require_positive,
     require_probability,
+    require_token_id,
 )
+from .configuration_utils import HubformersConfig
+
+# RoBERTa's special tokens (<s>, <pad>, </s>), which the Longformer checkpoints keep.
+ROBERTA_TOKEN_IDS = {"bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2, "sep_token_id": 2}
 
 # What each Auto class loads from a saved folder, under `trust_remote_code=True` where hubformers is not
 # installed; `import hubformers` registers the same classes with transformers' Auto classes.
@@ -39,7 +44,7 @@ def per_layer(name: str, value: int | list[int], num_layers: int) -> list[int]:
 
 
 @strict(accept_kwargs=True)
-class LongformerConfig(PreTrainedConfig):
+class LongformerConfig(HubformersConfig):
     r"""
     Configuration of a hubformers Longformer. The defaults give longformer-base-4096's architecture.
 
@@ -57,17 +62,20 @@ class LongformerConfig(PreTrainedConfig):
             so the longest input is `max_position_embeddings - pad_token_id - 1` tokens).
         type_vocab_size: token type embeddings; layer_norm_eps: epsilon of every LayerNorm.
         pad_token_id / bos_token_id / eos_token_id / sep_token_id: RoBERTa's special tokens; `sep_token_id`
-            ends the question, which gets global attention by default in question answering.
+            ends the question, which gets global attention by default in question answering. Left unset they
+            are RoBERTa's (1, 0, 2, 2), where the vocabulary holds them: otherwise None, and padding (which the
+            embeddings need) the last id.
     """
 
     model_type = "hubformers_longformer"
+    transformers_config = TransformersLongformerConfig
 
     attention_window: list[int] | int = 512
     attention_dilation: list[int] | int = 1
-    sep_token_id: int | None = 2
-    pad_token_id: int | None = 1
-    bos_token_id: int | None = 0
-    eos_token_id: int | list[int] | None = 2
+    sep_token_id: int | None = None
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
     vocab_size: int = 50265
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -78,13 +86,12 @@ class LongformerConfig(PreTrainedConfig):
     attention_probs_dropout_prob: float | int = 0.1
     max_position_embeddings: int = 4098
     type_vocab_size: int = 1
-    initializer_range: float = 0.02
+    initializer_range: float | int = 0.02
     layer_norm_eps: float = 1e-5
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
-        # transformers' own config.json says model_type "longformer"; loaded here, the model is ours.
-        kwargs.pop("model_type", None)
+        kwargs = self.read_extra_kwargs(kwargs)
         kwargs.pop("onnx_export", None)  # transformers' flag for its own export path; ours needs none
         require_positive(
             vocab_size=self.vocab_size,
@@ -95,6 +102,7 @@ class LongformerConfig(PreTrainedConfig):
             max_position_embeddings=self.max_position_embeddings,
             type_vocab_size=self.type_vocab_size,
             layer_norm_eps=self.layer_norm_eps,
+            initializer_range=self.initializer_range,
         )
         require_divisible("hidden_size", self.hidden_size, "num_attention_heads", self.num_attention_heads)
         self.attention_window = per_layer("attention_window", self.attention_window, self.num_hidden_layers)
@@ -107,11 +115,29 @@ class LongformerConfig(PreTrainedConfig):
                     f"`attention_window` of layer {layer} must {reason} (the window cannot hold a dilation of "
                     f"{dilation} otherwise), got attention_window={window}, attention_dilation={dilation}."
                 )
-        if self.pad_token_id is None or not 0 <= self.pad_token_id < self.max_position_embeddings - 1:
+        for name, default in ROBERTA_TOKEN_IDS.items():
+            if getattr(self, name) is None:
+                fallback = self.vocab_size - 1 if name == "pad_token_id" else None
+                setattr(self, name, default if default < self.vocab_size else fallback)
+        require_token_id(
+            self.vocab_size,
+            pad_token_id=self.pad_token_id,
+            bos_token_id=self.bos_token_id,
+            sep_token_id=self.sep_token_id,
+        )
+        for eos_token_id in self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]:
+            require_token_id(self.vocab_size, eos_token_id=eos_token_id)
+        if not 0 <= self.pad_token_id < self.max_position_embeddings - 1:
             raise ValueError(
                 f"`pad_token_id` must be in [0, max_position_embeddings - 1) (RoBERTa counts positions from it), "
                 f"got {self.pad_token_id} with max_position_embeddings={self.max_position_embeddings}."
             )
+        for layer, window in enumerate(self.attention_window):
+            if window > self.max_input_length:
+                raise ValueError(
+                    f"`attention_window` of layer {layer} ({window}) is longer than any input the position table "
+                    f"covers: max_position_embeddings - pad_token_id - 1 = {self.max_input_length} tokens."
+                )
         require_probability(
             hidden_dropout_prob=self.hidden_dropout_prob,
             attention_probs_dropout_prob=self.attention_probs_dropout_prob,

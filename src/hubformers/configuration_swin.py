@@ -8,10 +8,11 @@ segmentation heads. Paper: https://arxiv.org/abs/2103.14030 (Section 3.3, the Sw
 """
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import SwinConfig as TransformersSwinConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
-from .checks import require_activation, require_divisible, require_positive, require_probability
+from .checks import require_activation, require_divisible, require_positive, require_probability, require_size
+from .configuration_utils import HubformersConfig
 from .configuration_vit import to_pair
 
 # What each Auto class loads from a saved folder, under `trust_remote_code=True` where hubformers is not
@@ -26,7 +27,7 @@ AUTO_MAP = {
 
 
 @strict(accept_kwargs=True)
-class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
+class SwinConfig(BackboneConfigMixin, HubformersConfig):
     r"""
     Configuration of a hubformers Swin Transformer. The defaults give Swin-T (patch 4, window 7) at 224x224.
 
@@ -49,6 +50,7 @@ class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
     """
 
     model_type = "hubformers_swin"
+    transformers_config = TransformersSwinConfig
     attribute_map = {"num_attention_heads": "num_heads", "num_hidden_layers": "num_layers"}
 
     image_size: int | list[int] | tuple[int, int] = 224
@@ -65,19 +67,17 @@ class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
     drop_path_rate: float | int = 0.1
     hidden_act: str = "gelu"
     use_absolute_embeddings: bool = False
-    initializer_range: float = 0.02
+    initializer_range: float | int = 0.02
     layer_norm_eps: float = 1e-5
     encoder_stride: int = 32
     _out_features: list[str] | None = None
     _out_indices: list[int] | None = None
 
     def __post_init__(self, **kwargs):
-        # transformers' own config.json says model_type "swin"; loaded here, the model is ours.
-        kwargs.pop("model_type", None)
+        kwargs = self.read_extra_kwargs(kwargs)
         self.depths, self.num_heads = list(self.depths), list(self.num_heads)
+        require_size(image_size=self.image_size, patch_size=self.patch_size)
         require_positive(
-            image_size=self.image_size,
-            patch_size=self.patch_size,
             num_channels=self.num_channels,
             embed_dim=self.embed_dim,
             depths=self.depths,
@@ -86,7 +86,13 @@ class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
             mlp_ratio=self.mlp_ratio,
             encoder_stride=self.encoder_stride,
             layer_norm_eps=self.layer_norm_eps,
+            initializer_range=self.initializer_range,
         )
+        if int(self.mlp_ratio * self.embed_dim) < 1:
+            raise ValueError(
+                f"`mlp_ratio` * `embed_dim` is the MLP width of the first stage and must be >= 1, got "
+                f"{self.mlp_ratio} * {self.embed_dim}."
+            )
         if len(self.depths) != len(self.num_heads):
             raise ValueError(
                 f"`depths` and `num_heads` must list one value per stage, got {len(self.depths)} depths "
@@ -106,6 +112,16 @@ class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
         # the width after the last stage, as transformers' SwinConfig sets it (VisionEncoderDecoder reads it)
         self.hidden_size = int(self.embed_dim * 2 ** (len(self.depths) - 1))
         self.stage_names = ["stem"] + [f"stage{idx}" for idx in range(1, len(self.depths) + 1)]
+        aliases = {name: alias for alias, name in self.attribute_map.items()}
+        for name in ("num_layers", "hidden_size", "stage_names"):
+            # every save writes them; a value that disagrees comes from another architecture or was meant to set them
+            given = kwargs.pop(name, getattr(self, name))
+            if given != getattr(self, name):
+                alias = f" (`{aliases[name]}`)" if name in aliases else ""
+                raise ValueError(
+                    f"`{name}`{alias} of a Swin follows from `depths` and `embed_dim`: {getattr(self, name)!r} here; "
+                    f"set those instead, got {given!r}."
+                )
         self.set_output_features_output_indices(
             out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
         )

@@ -8,9 +8,9 @@ Paper: https://arxiv.org/abs/1312.6114 (Section 2.4 and Appendix C).
 """
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
 
-from .checks import require_activation, require_divisible, require_positive
+from .checks import require_activation, require_divisible, require_finite, require_non_negative, require_positive
+from .configuration_utils import HubformersConfig
 
 AUTO_MAP = {
     "AutoConfig": "configuration_vae.VAEConfig",
@@ -29,7 +29,7 @@ def require_choice(name: str, value, choices) -> None:
 
 
 @strict(accept_kwargs=True)
-class VAEConfig(PreTrainedConfig):
+class VAEConfig(HubformersConfig):
     r"""
     Configuration of a hubformers VAE. The defaults give the paper's MNIST model (28x28 binary digits, 500 hidden
     units, 20 latent dimensions, Bernoulli decoder); `architecture="conv"` with `num_channels=3` gives the
@@ -62,7 +62,7 @@ class VAEConfig(PreTrainedConfig):
     beta: float | int = 1.0
     gaussian_std: float | int = 0.1
     hidden_act: str | None = None
-    initializer_range: float = 0.01
+    initializer_range: float | int = 0.01
     hidden_size: int = 500
     latent_size: int = 20
     block_out_channels: list[int] | tuple[int, ...] = (128, 256, 512, 512)
@@ -79,7 +79,7 @@ class VAEConfig(PreTrainedConfig):
     tile_overlap: int | None = None
 
     def __post_init__(self, **kwargs):
-        kwargs.pop("model_type", None)
+        kwargs = self.read_extra_kwargs(kwargs)
         require_choice("architecture", self.architecture, ARCHITECTURES)
         require_choice("likelihood", self.likelihood, LIKELIHOODS)
         self.hidden_act = self.hidden_act or ("tanh" if self.architecture == "mlp" else "silu")
@@ -98,11 +98,13 @@ class VAEConfig(PreTrainedConfig):
             latent_channels=self.latent_channels,
             scaling_factor=self.scaling_factor,
             tile_size=self.tile_size,
+            initializer_range=self.initializer_range,
         )
-        if self.beta < 0:
-            raise ValueError(f"`beta` must be >= 0, got {self.beta!r}.")
-        if self.tile_overlap is not None and self.tile_overlap < 0:
-            raise ValueError(f"`tile_overlap` must be >= 0 or None, got {self.tile_overlap!r}.")
+        require_non_negative(beta=self.beta)
+        if self.tile_overlap is not None:
+            require_non_negative(tile_overlap=self.tile_overlap)
+        if self.shift_factor is not None:
+            require_finite(shift_factor=self.shift_factor)
         if self.architecture == "conv":
             for channels in self.block_out_channels:
                 require_divisible("block_out_channels", channels, "norm_num_groups", self.norm_num_groups)

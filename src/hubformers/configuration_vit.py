@@ -5,9 +5,10 @@ Paper: https://arxiv.org/abs/2010.11929 (Section 3.1, Table 1 for the Base/Large
 """
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import ViTConfig as TransformersViTConfig
 
-from .checks import require_activation, require_divisible, require_positive, require_probability
+from .checks import require_activation, require_divisible, require_positive, require_probability, require_size
+from .configuration_utils import HubformersConfig
 
 # What each Auto class loads from a saved folder, under `trust_remote_code=True` where hubformers is not
 # installed; `import hubformers` registers the same classes with transformers' Auto classes.
@@ -24,7 +25,7 @@ def to_pair(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
 
 
 @strict(accept_kwargs=True)
-class ViTConfig(PreTrainedConfig):
+class ViTConfig(HubformersConfig):
     r"""
     Configuration of a hubformers ViT. The defaults give ViT-B/16 at 224x224.
 
@@ -42,6 +43,7 @@ class ViTConfig(PreTrainedConfig):
     """
 
     model_type = "hubformers_vit"
+    transformers_config = TransformersViTConfig
 
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -50,7 +52,7 @@ class ViTConfig(PreTrainedConfig):
     hidden_act: str = "gelu"
     hidden_dropout_prob: float | int = 0.0
     attention_probs_dropout_prob: float | int = 0.0
-    initializer_range: float = 0.02
+    initializer_range: float | int = 0.02
     layer_norm_eps: float = 1e-12
     image_size: int | list[int] | tuple[int, int] = 224
     patch_size: int | list[int] | tuple[int, int] = 16
@@ -61,20 +63,20 @@ class ViTConfig(PreTrainedConfig):
     pooler_act: str = "tanh"
 
     def __post_init__(self, **kwargs):
-        # transformers' own config.json says model_type "vit"; loaded here, the model is ours.
-        kwargs.pop("model_type", None)
+        kwargs = self.read_extra_kwargs(kwargs)
         self.pooler_output_size = self.pooler_output_size or self.hidden_size
         require_positive(
             hidden_size=self.hidden_size,
             num_hidden_layers=self.num_hidden_layers,
             num_attention_heads=self.num_attention_heads,
             intermediate_size=self.intermediate_size,
-            image_size=self.image_size,
-            patch_size=self.patch_size,
             num_channels=self.num_channels,
             encoder_stride=self.encoder_stride,
             layer_norm_eps=self.layer_norm_eps,
+            initializer_range=self.initializer_range,
+            pooler_output_size=self.pooler_output_size,
         )
+        require_size(image_size=self.image_size, patch_size=self.patch_size)
         require_divisible("hidden_size", self.hidden_size, "num_attention_heads", self.num_attention_heads)
         for image_side, patch_side in zip(to_pair(self.image_size), to_pair(self.patch_size)):
             require_divisible("image_size", image_side, "patch_size", patch_side)

@@ -1,0 +1,145 @@
+"""What every hubformers config shares on top of transformers' `PreTrainedConfig`.
+
+transformers builds a config from the loaded `config.json` and then sets the keyword overrides of `from_pretrained`
+/ `from_dict` on it one by one, past the config's checks; `attribute_map` aliases (Swin's `num_attention_heads`)
+are set the same way; and a key no field knows is kept as a plain attribute that nothing reads, so a misspelt
+`num_hiden_layers` builds the default depth without a word. `HubformersConfig` folds overrides and aliases into
+the values the config is built from, so they are checked like constructor arguments, and warns about every key
+it does not know.
+"""
+
+from dataclasses import fields
+from functools import cache
+from typing import ClassVar
+
+from transformers import PreTrainedConfig
+from transformers.generation.configuration_utils import GenerationConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+# Keys transformers writes into a config.json, or reads from one, that are no field of `PreTrainedConfig`: what its
+# `__post_init__` and `from_dict` consume, the attributes every config had in transformers 4, and the generation
+# settings that older configs carry (transformers drops them).
+TRANSFORMERS_KEYS = frozenset(
+    {
+        "_attn_implementation_autoset",
+        "_attn_implementation_internal",
+        "_commit_hash",
+        "_experts_implementation_internal",
+        "_name_or_path",
+        "add_cross_attention",
+        "attn_implementation",
+        "auto_map",
+        "bos_token_id",
+        "cross_attention_hidden_size",
+        "decoder_start_token_id",
+        "eos_token_id",
+        "experts_implementation",
+        "finetuning_task",
+        "gradient_checkpointing",
+        "is_decoder",
+        "model_type",
+        "name_or_path",
+        "num_labels",
+        "output_attentions",
+        "pad_token_id",
+        "per_layer_config",
+        "prefix",
+        "pruned_heads",
+        "rope_scaling",
+        "rope_theta",
+        "sep_token_id",
+        "task_specific_params",
+        "tf_legacy_loss",
+        "tie_encoder_decoder",
+        "tie_word_embeddings",
+        "tokenizer_class",
+        "torch_dtype",
+        "torchscript",
+        "use_bfloat16",
+    }
+).union(GenerationConfig._get_default_generation_params())
+
+# Keywords of `PreTrainedConfig.from_dict` that it handles itself (it folds these into the config's arguments too).
+FROM_DICT_KEYWORDS = frozenset(
+    {
+        "return_unused_kwargs",
+        "_from_auto",
+        "_from_pipeline",
+        "num_labels",
+        "attn_implementation",
+        "experts_implementation",
+        "output_attentions",
+        "torch_dtype",
+        "dtype",
+        "name_or_path",
+    }
+)
+
+
+@cache
+def known_keys(config_class: type["HubformersConfig"]) -> frozenset[str]:
+    """Every key a config.json for `config_class` may hold without a warning: its fields and aliases, transformers'
+    own keys, and the keys transformers' config of the same architecture writes (its checkpoints load here)."""
+    keys = {f.name for f in fields(config_class)} | set(config_class.attribute_map) | TRANSFORMERS_KEYS
+    reference = config_class.transformers_config
+    if reference is not None:
+        keys |= {f.name for f in fields(reference)} | set(reference.attribute_map) | set(reference().to_dict())
+    return frozenset(keys)
+
+
+class HubformersConfig(PreTrainedConfig):
+    """Base of every hubformers config. Each `__post_init__` starts with `kwargs = self.read_extra_kwargs(kwargs)`
+    and checks its values after it; assignments after construction are not checked (as in transformers: a
+    consistent change of two fields passes through an inconsistent state between them)."""
+
+    # transformers' config of the same architecture, whose `config.json` files load into this class
+    transformers_config: ClassVar[type[PreTrainedConfig] | None] = None
+
+    def read_extra_kwargs(self, kwargs: dict) -> dict:
+        """The keyword arguments that are no field, minus `model_type` and the aliases of `attribute_map` (an alias
+        of a field sets the field, so its checks see it); warns about a foreign `model_type` and unknown keys."""
+        config_class = type(self)
+        model_type = kwargs.pop("model_type", None)
+        reference = config_class.transformers_config
+        if model_type not in (None, config_class.model_type, reference and reference.model_type):
+            logger.warning(
+                f"A config of model_type {model_type!r} is being loaded as {config_class.__name__} (model_type "
+                f"{config_class.model_type!r}); its values are read and checked as {config_class.__name__}'s."
+            )
+        field_names = {f.name for f in fields(config_class)}
+        for alias, name in config_class.attribute_map.items():
+            if alias in kwargs:
+                value = kwargs.pop(alias)
+                if name in field_names:
+                    setattr(self, name, value)
+                else:
+                    kwargs[name] = value
+        unknown = sorted(set(kwargs) - known_keys(config_class))
+        if unknown:
+            logger.warning(
+                f"{config_class.__name__} has no setting {', '.join(f'`{key}`' for key in unknown)}: kept on the "
+                "config, but nothing reads it (a misspelt key leaves its setting at the default)."
+            )
+        return kwargs
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """As transformers' `from_dict`, but the keyword overrides (what `from_pretrained(path, key=value)` passes
+        on) join the loaded values before the config is built, so they are checked like constructor arguments. A
+        dict for a sub-config updates the loaded sub-config, as in transformers."""
+        config_dict = dict(config_dict)
+        defaults = cls()
+        for key in [key for key in kwargs if key not in FROM_DICT_KEYWORDS]:
+            if key not in config_dict and not hasattr(defaults, key):
+                continue  # not a setting: transformers returns it as unused (a model's keyword argument)
+            value = kwargs.pop(key)
+            if key in cls.sub_configs and isinstance(value, dict):
+                loaded = config_dict.get(key) or {}
+                value = {**(loaded.to_dict() if isinstance(loaded, PreTrainedConfig) else loaded), **value}
+            config_dict[key] = value
+        return super().from_dict(config_dict, **kwargs)
+
+
+__all__ = ["HubformersConfig"]
