@@ -1,11 +1,15 @@
 """`hubformers train ARCHITECTURE` when things go wrong: a run killed mid-training resumes from its last checkpoint
 to the weights of an uninterrupted run, a folder holding something else is not overwritten silently, a crash
-while saving the final model leaves the previous folder as it was, and nonsense option values are refused."""
+while saving the final model leaves the previous folder as it was, and nonsense option values are refused; and the
+`hubformers` command's help, version and one-line errors."""
 
+import argparse
 import contextlib
+import importlib.metadata
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -258,3 +262,37 @@ def test_sensible_edge_values_are_accepted():
     args = cli.build_parser(argv).parse_args(argv)
     assert (args.epochs, args.beta, args.kl_warmup_epochs, args.seed) == (0.5, 0.0, 0.0, 0)
     assert (args.save_strategy, args.save_steps, args.save_total_limit, args.resume) == ("epoch", 500, 2, None)
+
+
+# --- the hubformers command ------------------------------------------------------------------------------------
+
+
+def test_help_names_every_command(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping
+    parser = cli.build_parser([])
+    (sub_commands,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--help"])
+    assert stopped.value.code == 0
+    description = capsys.readouterr().out.splitlines()[2]
+    assert len(sub_commands.choices) == 7
+    for command in sub_commands.choices:
+        assert re.search(rf"[ :]{command}[,.]", description), (command, description)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"hubformers {importlib.metadata.version('hubformers')}\n"
+
+
+def test_a_wrong_model_folder_is_one_line(tmp_path, capsys):
+    missing, empty = tmp_path / "no" / "such", tmp_path / "empty"
+    empty.mkdir()
+    error = refusal(capsys, "zero-shot", "cat.png", "--labels", "a cat,a dog", "--model", str(missing))
+    assert error == f"hubformers zero-shot: error: --model {missing}: no such folder, and not a Hub repo id"
+    error = refusal(capsys, "visualize-attention", "cat.png", "--model", str(empty), "--out", str(tmp_path))
+    assert error.endswith(f"--model {empty}: the folder holds no config.json, so it is not a saved model")
+    error = refusal(capsys, "generate", "a three", "--clip", str(empty), "--vae", str(missing), "--out", "x.png")
+    assert error.endswith(f"--clip {empty}: the folder holds no config.json, so it is not a saved model")
