@@ -18,7 +18,8 @@ from hubformers.configuration_swin import SwinConfig
 from hubformers.configuration_vit import to_pair
 from hubformers.scripts.benchmark import Contender, Workload, load_quietly
 from hubformers.scripts.checkpoints import json_object
-from hubformers.scripts.convert_timm import convert_timm_swin, import_timm
+from hubformers.scripts.convert_timm_swin import convert_timm_swin
+from hubformers.scripts.timm_models import import_timm
 
 
 def swin_forward_flops(config: SwinConfig, batch_size: int, image_size: tuple[int, int]) -> float:

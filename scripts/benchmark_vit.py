@@ -17,7 +17,8 @@ from torch import nn
 from hubformers.configuration_vit import ViTConfig, to_pair
 from hubformers.scripts.benchmark import Contender, Workload, load_quietly
 from hubformers.scripts.checkpoints import json_object
-from hubformers.scripts.convert_timm import convert_timm_vit, import_timm
+from hubformers.scripts.convert_timm_vit import convert_timm_vit
+from hubformers.scripts.timm_models import import_timm
 
 
 def vit_forward_flops(config: ViTConfig, batch_size: int) -> float:

@@ -9,12 +9,14 @@ is installed the conversion checks that latents and reconstructions equal diffus
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from hubformers import VAEConfig, VAEImageProcessor, VAEModel
 from hubformers.scripts.checkpoints import read_checkpoint
+from hubformers.scripts.conversion import verify_and_save
 
 TOLERANCE = 1e-4
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -105,9 +107,9 @@ def convert(folder: Path, output_dir: Path, allow_pickle: bool = False) -> VAEMo
         raise FileNotFoundError(f"{folder} holds no {' or '.join(WEIGHT_FILES)}.")
     model = VAEModel(config).eval()
     model.load_state_dict(renamed_state(read_checkpoint(weights, allow_pickle)), strict=True)
-    check_against_diffusers(model, folder)
-    model.save_pretrained(output_dir)
-    VAEImageProcessor.for_config(config).save_pretrained(output_dir)
+    verify_and_save(
+        model, partial(check_against_diffusers, folder=folder), output_dir, VAEImageProcessor.for_config(config)
+    )
     return model
 
 

@@ -12,6 +12,7 @@ outputs, which the conversion checks. The tokenizer files in SRC, if any, are co
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from hubformers.scripts.checkpoints import (
     folder_weights,
     read_checkpoint,
 )
+from hubformers.scripts.conversion import verify_and_save
 
 # RobertaConfig fields that LongformerConfig takes as they are
 SHARED_FIELDS = [
@@ -120,8 +122,7 @@ def convert(
         )
     model.tie_weights()
     roberta = RobertaForMaskedLM.from_pretrained(source, config=roberta_config).eval()
-    difference = check_same_outputs(roberta, model, attention_window)
-    model.save_pretrained(output_dir)
+    difference = verify_and_save(model, partial(check_same_outputs, roberta, window=attention_window), output_dir)
     if any((source / name).exists() for name in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
         tokenizer = AutoTokenizer.from_pretrained(source)
         tokenizer.model_max_length = max_length

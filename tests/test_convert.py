@@ -11,6 +11,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hubformers
 from hubformers.scripts import convert, convert_timm
+from hubformers.scripts.convert_timm_vit import convert_timm_vit
 
 timm = pytest.importorskip("timm")
 
@@ -40,7 +41,7 @@ def assert_same_logits(timm_model, folder):
 @pytest.mark.parametrize("qkv_bias", [True, False])
 def test_logits_and_features_match_timm(qkv_bias):
     timm_model = tiny_timm(qkv_bias=qkv_bias)
-    ours = convert_timm.convert_timm_vit(timm_model)
+    ours = convert_timm_vit(timm_model)
     assert ours.config.qkv_bias is qkv_bias
     assert ours.config.layer_norm_eps == 1e-6 and ours.config.hidden_act == "gelu"
     pixel_values = torch.randn(2, 3, 32, 32)
@@ -59,7 +60,7 @@ def test_saved_folder_loads_with_auto_classes(tmp_path):
     timm_model = tiny_timm(
         pretrained_cfg_overlay=dict(mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6), crop_pct=0.8, interpolation="bilinear")
     )
-    convert_timm.convert_timm_vit(timm_model, tmp_path)
+    convert_timm_vit(timm_model, tmp_path)
     assert_same_logits(timm_model, tmp_path)
     config = AutoModelForImageClassification.from_pretrained(tmp_path).config
     assert config.id2label == {i: f"LABEL_{i}" for i in range(5)}
@@ -75,7 +76,7 @@ def test_processor_matches_timm_eval_transform(tmp_path):
     from PIL import Image
 
     timm_model = tiny_timm(pretrained_cfg_overlay=dict(crop_pct=0.8, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6)))
-    convert_timm.convert_timm_vit(timm_model, tmp_path)
+    convert_timm_vit(timm_model, tmp_path)
     processor = hubformers.ViTImageProcessorPil.from_pretrained(tmp_path)
     transform = timm.data.create_transform(**timm.data.resolve_input_data_config(timm_model))
     # an even margin on both sides: torchvision rounds odd center-crop offsets differently from transformers
@@ -86,7 +87,7 @@ def test_processor_matches_timm_eval_transform(tmp_path):
 
 
 def test_imagenet_head_gets_imagenet_label_names():
-    ours = convert_timm.convert_timm_vit(tiny_timm(num_classes=1000))
+    ours = convert_timm_vit(tiny_timm(num_classes=1000))
     assert ours.config.id2label[1] == "goldfish, Carassius auratus"
 
 
@@ -115,10 +116,10 @@ def test_pickle_checkpoints_need_allow_pickle(tmp_path):
     timm_model = tiny_timm()
     torch.save({"state_dict": timm_model.state_dict(), "epoch": 3}, tmp_path / "checkpoint.pth")
     with pytest.raises(ValueError, match="pickle-based checkpoint; pass --allow-pickle"):
-        convert_timm.convert_timm_vit(
+        convert_timm_vit(
             "vit_tiny_patch16_224", checkpoint=tmp_path / "checkpoint.pth", model_args=TINY_TIMM
         )
-    ours = convert_timm.convert_timm_vit(
+    ours = convert_timm_vit(
         "vit_tiny_patch16_224", checkpoint=tmp_path / "checkpoint.pth", allow_pickle=True, model_args=TINY_TIMM
     )
     pixel_values = torch.randn(2, 3, 32, 32)
@@ -145,20 +146,20 @@ def test_pickle_checkpoints_need_allow_pickle(tmp_path):
 )
 def test_unsupported_variants_are_refused_by_name(overrides, message):
     with pytest.raises(ValueError, match=f"'vit_tiny_patch16_224' cannot be converted.*{message}"):
-        convert_timm.convert_timm_vit(tiny_timm(**overrides))
+        convert_timm_vit(tiny_timm(**overrides))
 
 
 def test_distilled_and_other_architectures_are_refused():
     distilled = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, **TINY_TIMM)
     with pytest.raises(ValueError, match="a distillation token"):
-        convert_timm.convert_timm_vit(distilled)
+        convert_timm_vit(distilled)
     with pytest.raises(ValueError, match=r"not a timm VisionTransformer \(Linear\)"):
-        convert_timm.convert_timm_vit(torch.nn.Linear(2, 2))
+        convert_timm_vit(torch.nn.Linear(2, 2))
 
 
 def test_other_activations_convert_exactly():
     timm_model = tiny_timm(act_layer="gelu_tanh")
-    ours = convert_timm.convert_timm_vit(timm_model)
+    ours = convert_timm_vit(timm_model)
     assert ours.config.hidden_act == "gelu_pytorch_tanh"
     pixel_values = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

@@ -15,7 +15,8 @@ from transformers import AutoModelForImageClassification
 import hubformers
 from hubformers import cli
 from hubformers.scripts import benchmark, benchmark_swin
-from hubformers.scripts.convert_timm import convert_timm_swin, import_timm
+from hubformers.scripts.convert_timm_swin import convert_timm_swin
+from hubformers.scripts.timm_models import import_timm
 
 TIMM_TINY = dict(embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=4, img_size=32, patch_size=2)
 
@@ -37,7 +38,7 @@ def test_convert_timm_command_gives_timm_logits(tmp_path):
 
 def convert_back(ours: dict, timm_state: dict) -> dict:
     """timm's state dict filled from ours by matching shapes in order (q, k, v stacked): an independent path."""
-    from hubformers.scripts.convert_timm import our_swin_keys
+    from hubformers.scripts.convert_timm_swin import our_swin_keys
 
     return {key: torch.cat([ours[name] for name in our_swin_keys(key)]) for key in timm_state}
 
