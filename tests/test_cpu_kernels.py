@@ -2,7 +2,10 @@
 of the mask, for window sizes whose rows are and are not whole vectors, one mask or one per window position,
 heads of 16 to 64 floats and any thread count. GELU's backward: the input's and the bias's gradients over the
 whole range of inputs, for widths that are and are not whole vectors. The fallbacks where no kernel can run,
-and a mask of the wrong shape."""
+and a mask of the wrong shape. Window and head sizes up to the limits and past them, each under a watchdog in
+a fresh process (a kernel whose row loop does not end fails there). The cache: damaged libraries (in a fresh
+process, as dlopen of a truncated one ends it with SIGBUS) are built again, and libraries that another user
+could have written are never loaded."""
 
 import inspect
 import os
@@ -125,7 +128,7 @@ def test_no_kernel_where_it_cannot_run(monkeypatch, tmp_path, caplog):
     failing compiler: no kernel (the callers run PyTorch's ops), and the compiler's failure is logged."""
     assert cpu_kernels.window_attention_kernel(49, 24) is None
     assert cpu_kernels.window_attention_kernel(cpu_kernels.MAX_TOKENS + 1, 32) is None
-    assert cpu_kernels.window_attention_kernel(16, cpu_kernels.MAX_HEAD_DIM + 16) is None
+    assert cpu_kernels.window_attention_kernel(16, 400) is None  # a row's 25 vectors would fill the registers
     monkeypatch.setenv("HUBFORMERS_CPU_KERNELS", "0")
     assert not cpu_kernels.enabled()
     monkeypatch.setenv("HUBFORMERS_CACHE", str(tmp_path))
@@ -136,11 +139,19 @@ def test_no_kernel_where_it_cannot_run(monkeypatch, tmp_path, caplog):
 
 
 @needs_kernel
-def test_libraries_are_cached_by_source_and_sizes(monkeypatch, tmp_path):
-    monkeypatch.setenv("HUBFORMERS_CACHE", str(tmp_path))
-    first = cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 16, "D": 16}, WINDOW_SYMBOLS)
+def test_libraries_are_cached_by_source_and_sizes(monkeypatch, tmp_path, caplog):
+    """Built under a umask that lets the group write (and in a folder below sticky /tmp), the cache's folders
+    and files are the user's alone, so that later loads trust them."""
+    monkeypatch.setenv("HUBFORMERS_CACHE", str(tmp_path / "cache"))
+    umask = os.umask(0o002)
+    try:
+        first = cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 16, "D": 16}, WINDOW_SYMBOLS)
+    finally:
+        os.umask(umask)
     built = list(tmp_path.rglob("*.so"))
     assert first is not None and len(built) == 1
+    written = [tmp_path / "cache" / "hubformers", built[0].parent, built[0], cpu_kernels.digest_file(built[0])]
+    assert all(cpu_kernels.private(path.stat()) for path in written)
 
     def no_compiler(*args, **kwargs):
         raise OSError("no compiler")
@@ -150,6 +161,7 @@ def test_libraries_are_cached_by_source_and_sizes(monkeypatch, tmp_path):
     assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 16, "D": 16}, WINDOW_SYMBOLS)
     assert cpu_kernels.compile_library(cpu_kernels.WINDOW_ATTENTION_SOURCE, {"N": 25, "D": 16}, WINDOW_SYMBOLS) is None
     assert list(tmp_path.rglob("*.so")) == built
+    assert "private temporary folder" not in caplog.text
 
 
 @needs_kernel
@@ -364,3 +376,104 @@ def test_damaged_libraries_are_built_again(tmp_path):
     for library in caches.values():
         assert cpu_kernels.intact(library)
     assert not cpu_kernels.intact(gelu_library(tmp_path / "no compiler"))
+
+
+def planted_library(library, marker):
+    """Builds at `library`, digest and all, a library with the GELU kernel's function that does nothing, and
+    writes `marker` when it is loaded: what another user could put in a shared cache."""
+    source = f"""
+        #include <stdio.h>
+        __attribute__((constructor)) static void planted(void) {{ FILE *f = fopen("{marker}", "w"); fclose(f); }}
+        void gelu_backward(void) {{}}
+    """
+    cpu_kernels.build_library(source, cpu_kernels.compile_command({}), library)
+
+
+OTHER_USER = 12345
+FLAWS = {  # what lets another user write there: (path relative to the cache root, chmod mode or chown uid)
+    "a world-writable folder above": ("", 0o777),
+    "a folder above of another user": ("", OTHER_USER),
+    "a world-writable cache folder": ("hubformers/kernels", 0o777),
+    "a group-writable cache folder": ("hubformers/kernels", 0o770),
+    "a cache folder of another user": ("hubformers/kernels", OTHER_USER),
+    "a library of another user": ("library", OTHER_USER),
+    "a library others may write to": ("library", 0o666),
+    "a digest of another user": ("digest", OTHER_USER),
+}
+
+
+@pytest.fixture
+def fresh_gelu_kernel():
+    cpu_kernels.gelu_backward_kernel.cache_clear()
+    yield
+    cpu_kernels.gelu_backward_kernel.cache_clear()
+
+
+@needs_kernel
+@pytest.mark.parametrize("flaw", FLAWS)
+def test_libraries_others_could_write_are_not_loaded(flaw, tmp_path, monkeypatch, caplog, fresh_gelu_kernel):
+    """A library planted in a cache that another user may write to (a folder on the way writable by others or
+    theirs, or the library or its digest) is never loaded: the kernel is built in a private temporary folder
+    (untrusted folders, with a warning) or again in the cache (untrusted files), and its results are right."""
+    relative, change = FLAWS[flaw]
+    if isinstance(change, int) and change == OTHER_USER and os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    cache, marker = tmp_path / "cache", tmp_path / "planted-library-was-loaded"
+    library = gelu_library(cache)
+    library.parent.mkdir(parents=True, mode=0o700)
+    planted_library(library, marker)
+    planted = library.read_bytes()
+    path = {"library": library, "digest": cpu_kernels.digest_file(library)}.get(relative, cache / relative)
+    if change == OTHER_USER:
+        os.chown(path, OTHER_USER, -1)
+    else:
+        path.chmod(change)
+    monkeypatch.setenv("HUBFORMERS_CACHE", str(cache))
+
+    grad, pre = torch.randn(6, 48), torch.randn(6, 48) * 4
+    grad_pre, grad_bias = cpu_kernels.gelu_backward(grad, pre)
+    expected = torch.ops.aten.gelu_backward(grad, pre)
+    assert (grad_pre - expected).abs().max() <= 1e-6 * grad.abs().max()
+    assert (grad_bias - expected.sum(0)).abs().max() <= 1e-5
+    assert not marker.exists()
+    if relative in ("library", "digest"):  # built again in place
+        assert cpu_kernels.intact(library) and library.read_bytes() != planted
+    else:
+        assert library.read_bytes() == planted
+        assert not Path(cpu_kernels.gelu_backward_kernel()._name).exists()  # the private folder is removed
+        assert "private temporary folder" in caplog.text
+
+
+def check_swin_with_heads_of_400(folder):
+    """transformers' Swin and ours with one head of 400 floats (too many for the kernel, whose row loop did not
+    end there), random weights: last hidden states with and without gradients, and the pixels' gradient."""
+    import transformers
+
+    import hubformers
+
+    torch.manual_seed(0)
+    config = dict(image_size=16, patch_size=4, embed_dim=400, depths=[1], num_heads=[1], window_size=4)
+    reference = transformers.SwinModel(transformers.SwinConfig(**config)).eval()
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.normal_(0.0, 0.2)
+    reference.save_pretrained(folder)
+    ours = hubformers.SwinModel.from_pretrained(folder).eval()
+    pixels = torch.randn(2, 3, 16, 16, requires_grad=True)
+    expected = reference(pixels).last_hidden_state
+    output = ours(pixels).last_hidden_state
+    with torch.no_grad():
+        inference = ours(pixels).last_hidden_state
+    grad = torch.randn_like(expected)
+    assert (output - expected).abs().max() <= 1e-5 and (inference - expected).abs().max() <= 1e-5
+    (expected_grad,), (got,) = torch.autograd.grad(expected, pixels, grad), torch.autograd.grad(output, pixels, grad)
+    assert (got - expected_grad).abs().max() <= 1e-5
+    print("returned", flush=True)
+
+
+@pytest.mark.slow  # imports transformers and hubformers in a fresh process
+def test_swin_with_heads_too_large_for_the_kernel_returns(tmp_path):
+    result = run_isolated(
+        check_swin_with_heads_of_400, call=f"check_swin_with_heads_of_400({str(tmp_path)!r})", timeout=300
+    )
+    assert result.stdout == "returned\n"

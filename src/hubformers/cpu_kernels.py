@@ -347,11 +347,11 @@ void gelu_backward(const float *grad, const float *pre, float *grad_pre, float *
 )
 
 
-# Per window and head the kernels keep a window's operands on the thread's stack, the backward the most: the
-# (N, NP) score gradients, the (N, D) scaled queries and the (D, NP) transposed values, 1 MiB at the largest
-# sizes served, 256 tokens and heads of 384 floats (24 vectors, a row's accumulators in 24 registers: a block
-# of rows needs them in registers). glibc gives threads 2 MiB where the stack size is unlimited, 8 MiB by
-# default. Other sizes run PyTorch's ops.
+# The window attention keeps the accumulators of a block of rows, one row's at the least, in 24 of the 32
+# vector registers: heads of up to 24 vectors. Per window and head it keeps the window's operands on the
+# thread's stack, the backward the most: the (N, NP) score gradients, the (N, D) scaled queries and the (D, NP)
+# transposed values, about 1 MiB at 256 tokens and 384 floats, within the 2 MiB that glibc gives a thread where
+# the stack size is unlimited (8 MiB by default). Other sizes run PyTorch's ops.
 MAX_TOKENS = 256
 MAX_HEAD_DIM = 384
 
@@ -455,7 +455,7 @@ def distrust(folder: Path) -> str | None:
     status = folder.stat()
     if not private(status):
         return f"the cache folder {folder} (owner uid {status.st_uid}, mode {status.st_mode & 0o7777:o}) is not private"
-    for above in {*folder.absolute().parents, *folder.resolve().parents}:  # the links on the way, and their targets
+    for above in dict.fromkeys([*folder.absolute().parents, *folder.resolve().parents]):  # links and targets
         status = above.stat()
         shared = status.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not status.st_mode & stat.S_ISVTX
         if status.st_uid not in (0, os.geteuid()) or shared:
