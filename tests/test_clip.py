@@ -2,7 +2,9 @@
 attention backend), the loss and the clamped logit scale, the Auto classes, remote code and the Hub, and clear
 errors on bad input."""
 
+import inspect
 import uuid
+from typing import Unpack
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ import transformers
 from conftest import max_abs_diff
 from test_remote_code import run_without_hubformers
 from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassification
+from transformers.utils import TransformersKwargs
 
 import hubformers
 
@@ -328,6 +331,144 @@ def test_loss_needs_as_many_texts_as_images():
 def test_missing_or_malformed_inputs(inputs, message):
     with pytest.raises(ValueError, match=message):
         tiny_clip()(**inputs)
+
+
+def text_entry_points():
+    """Every way into the text tower, each as inputs -> output, on one set of weights."""
+    joint = tiny_clip()
+    with_projection = hubformers.CLIPTextModelWithProjection(joint.config.text_config).eval()
+    with_projection.text_model.load_state_dict(joint.text_model.state_dict())
+    return {
+        "CLIPTextModel": joint.text_model,
+        "CLIPTextModelWithProjection": with_projection,
+        "get_text_features": joint.get_text_features,
+        "CLIPModel": lambda **inputs: joint(**inputs, pixel_values=images()),
+    }
+
+
+def positions(*shape, start=0):
+    return torch.arange(start, start + shape[-1]).expand(*shape)
+
+
+@pytest.mark.parametrize("entry", ["CLIPTextModel", "CLIPTextModelWithProjection", "get_text_features", "CLIPModel"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(token=1000), r"`input_ids` must lie in \[0, 999\] \(vocab_size=1000\), got values from \d+ to 1000"),
+        (dict(token=-1), r"`input_ids` must lie in \[0, 999\] \(vocab_size=1000\), got values from -1 to"),
+        (dict(position_ids=positions(1, 12, start=5)), r"`position_ids` must lie in \[0, 15\] .*from 5 to 16"),
+        (dict(position_ids=positions(3, 12, start=-1)), r"`position_ids` must lie in \[0, 15\] .*from -1 to 10"),
+        (dict(position_ids=positions(2, 12)), r"`position_ids` must be integers of shape .*got .* \(2, 12\)"),
+        (dict(position_ids=positions(1, 11)), r"shape \(12,\), \(1, 12\) or \(3, 12\), got .* \(1, 11\)"),
+        (dict(attention_mask=torch.ones(3, 5)), r"`attention_mask` must have the shape of `input_ids` \(3, 12\)"),
+        (dict(attention_mask=torch.ones(12)), r"\(3, 12\) \(batch, length\), got \(12,\)"),
+        (dict(rows=slice(0, 0)), r"at least one text of at least one token, got shape \(0, 12\)"),
+        (dict(columns=slice(0, 0)), r"at least one text of at least one token, got shape \(3, 0\)"),
+        (dict(length=20), "20 tokens, more than the 16 positions"),
+    ],
+    ids=lambda value: "" if isinstance(value, str) else "-".join(value),
+)
+def test_text_inputs_outside_the_tables(entry, change, message):
+    """Where transformers' CLIP fails with an IndexError or a reshape error, every text entry point names the
+    expected and the received ids, positions, mask shape or batch."""
+    input_ids, attention_mask = texts(length=change.get("length", 12), eos_positions=(5, 11, 8))
+    if "token" in change:
+        input_ids[1, 2] = change["token"]
+    input_ids = input_ids[change.get("rows", slice(None)), change.get("columns", slice(None))]
+    inputs = dict(input_ids=input_ids, attention_mask=change.get("attention_mask", attention_mask[: len(input_ids)]))
+    if "position_ids" in change:
+        inputs["position_ids"] = change["position_ids"]
+    with pytest.raises(ValueError, match=message):
+        text_entry_points()[entry](**inputs)
+
+
+def test_valid_position_ids_are_taken():
+    """(length,), (1, length) and (batch, length) positions, as transformers' CLIP takes them, give its outputs."""
+    model = hubformers.CLIPTextModel(hubformers.CLIPTextConfig(**TINY_TEXT)).eval()
+    reference = transformers.CLIPTextModel(transformers.CLIPTextConfig(**TINY_TEXT)).eval()
+    reference.load_state_dict(model.state_dict())
+    input_ids, attention_mask = texts()
+    for position_ids in [positions(12, start=4), positions(1, 12, start=4), torch.randint(0, 16, (3, 12))]:
+        with torch.no_grad():
+            expected = reference(input_ids, attention_mask, position_ids).last_hidden_state
+            got = model(input_ids, attention_mask, position_ids).last_hidden_state
+        assert max_abs_diff(expected, got) <= TOL
+
+
+@pytest.mark.parametrize(
+    "entry", ["CLIPVisionModel", "CLIPVisionModelWithProjection", "get_image_features", "CLIPModel"]
+)
+@pytest.mark.parametrize(
+    "pixel_values, interpolate, message",
+    [
+        (None, False, "`pixel_values` are missing"),
+        (torch.randn(0, 3, 32, 32), False, r"at least one image, got shape \(0, 3, 32, 32\)"),
+        (torch.randn(2, 3, 4, 4), True, r"at least one 8x8 patch \(config.patch_size\), got 4x4"),
+        (torch.randn(2, 3, 32, 6), True, r"at least one 8x8 patch .*got 32x6"),
+    ],
+    ids=["none", "empty-batch", "4x4", "32x6"],
+)
+def test_bad_images_for_the_vision_tower(entry, pixel_values, interpolate, message):
+    joint = tiny_clip()
+    with_projection = hubformers.CLIPVisionModelWithProjection(joint.config.vision_config).eval()
+    call = {
+        "CLIPVisionModel": joint.vision_model,
+        "CLIPVisionModelWithProjection": with_projection,
+        "get_image_features": joint.get_image_features,
+        "CLIPModel": lambda **inputs: joint(input_ids=texts()[0], **inputs),
+    }[entry]
+    if pixel_values is None and entry == "CLIPModel":
+        message = "got no pixel_values"
+    with pytest.raises(ValueError, match=message):
+        call(pixel_values=pixel_values, interpolate_pos_encoding=interpolate)
+
+
+def test_rejected_calls_leave_the_model_as_it_was():
+    model = tiny_clip()
+    input_ids, attention_mask = texts()
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=images(), return_loss=True)
+    config, weights = model.config.to_dict(), {name: t.clone() for name, t in model.state_dict().items()}
+    with torch.no_grad():
+        before = model(**inputs)
+        bad_ids = input_ids.clone()
+        bad_ids[0, 0] = 5000
+        for bad in [dict(input_ids=bad_ids), dict(attention_mask=attention_mask[:, :3]), dict(pixel_values=None)]:
+            with pytest.raises(ValueError):
+                model(**{**inputs, **bad}, output_attentions=True, output_hidden_states=True)
+        after = model(**inputs)
+    assert model.config.to_dict() == config
+    assert all(torch.equal(t, weights[name]) for name, t in model.state_dict().items())
+    assert after.text_model_output.attentions is None and after.vision_model_output.hidden_states is None
+    assert torch.equal(before.logits_per_image, after.logits_per_image) and torch.equal(before.loss, after.loss)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        hubformers.CLIPModel.forward,
+        hubformers.CLIPModel.get_text_features,
+        hubformers.CLIPModel.get_image_features,
+        hubformers.CLIPTextModel.forward,
+        hubformers.CLIPVisionModel.forward,
+        hubformers.CLIPTextModelWithProjection.forward,
+        hubformers.CLIPVisionModelWithProjection.forward,
+    ],
+    ids=lambda method: method.__qualname__,
+)
+def test_keyword_arguments_are_typed_as_transformers_kwargs(method):
+    """Signature readers (IDEs, transformers' docs and checks) see output_attentions and the rest."""
+    assert inspect.signature(method).parameters["kwargs"].annotation == Unpack[TransformersKwargs]
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_with_checked_text_inputs():
+    """The range checks read the ids; they stay out of the compiled graph, which still matches eager."""
+    model = hubformers.CLIPTextModelWithProjection(hubformers.CLIPTextConfig(**TINY_TEXT)).eval()
+    input_ids, attention_mask = texts()
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        expected = model(input_ids, attention_mask, positions(1, 12)).text_embeds
+        assert max_abs_diff(compiled(input_ids, attention_mask, positions(1, 12)).text_embeds, expected) <= 1e-4
 
 
 @pytest.mark.parametrize(

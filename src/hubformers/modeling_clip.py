@@ -17,7 +17,7 @@ on the Hub) load as they are, and ours load in transformers.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 import torch.distributed as dist
@@ -29,7 +29,7 @@ from transformers.conversion_mapping import register_checkpoint_conversion_mappi
 from transformers.core_model_loading import PrefixChange
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -109,6 +109,18 @@ def causal_mask(attention_mask: torch.Tensor | None, batch_size: int, num_tokens
     return mask.expand(batch_size, 1, num_tokens, num_tokens)
 
 
+def check_image_batch(pixel_values: torch.Tensor, patch_size: tuple[int, int]) -> None:
+    """At least one image, each at least one patch high and wide."""
+    batch_size, _, height, width = pixel_values.shape
+    if batch_size == 0:
+        raise ValueError(f"`pixel_values` must hold at least one image, got shape {tuple(pixel_values.shape)}.")
+    if height < patch_size[0] or width < patch_size[1]:
+        raise ValueError(
+            f"Images must be at least one {patch_size[0]}x{patch_size[1]} patch (config.patch_size), "
+            f"got {height}x{width}."
+        )
+
+
 class CLIPVisionEmbeddings(nn.Module):
     """Class embedding + patch embeddings (a bias-free conv) + learned positions."""
 
@@ -117,6 +129,7 @@ class CLIPVisionEmbeddings(nn.Module):
         self.num_channels = config.num_channels
         self.grid_size = config.grid_size
         self.image_size = to_pair(config.image_size)
+        self.patch_size = to_pair(config.patch_size)
         self.class_embedding = nn.Parameter(torch.zeros(config.hidden_size))
         self.patch_embedding = nn.Conv2d(
             config.num_channels, config.hidden_size, config.patch_size, stride=config.patch_size, bias=False
@@ -125,6 +138,7 @@ class CLIPVisionEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
         check_pixel_values(pixel_values, self.num_channels)
+        check_image_batch(pixel_values, self.patch_size)
         patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))
         batch_size, _, grid_h, grid_w = patches.shape
         tokens = patches.flatten(2).transpose(1, 2)  # (batch, hidden, grid_h, grid_w) -> (batch, patches, hidden)
@@ -173,7 +187,7 @@ class CLIPAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         residual: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return multi_head_attention(self, self.out_proj, hidden_states, attention_mask, None, residual, **kwargs)
 
@@ -188,7 +202,12 @@ class CLIPEncoderLayer(GradientCheckpointingLayer):
         self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = ViTMLP(config)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ):
         # the projections add the residuals as they go (fused_linear.py)
         hidden_states, _ = self.self_attn(self.layer_norm1(hidden_states), attention_mask, hidden_states, **kwargs)
         return self.mlp.add_to(hidden_states, self.layer_norm2)
@@ -199,7 +218,12 @@ class CLIPEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([CLIPEncoderLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ):
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask, **kwargs)
         return hidden_states
@@ -238,8 +262,20 @@ class CLIPPreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
 
-def check_input_ids(input_ids: torch.Tensor | None, max_positions: int) -> None:
-    """A (batch, length) integer tensor no longer than the position table."""
+def check_ids_in_table(name: str, ids: torch.Tensor, table_size: int, field: str) -> None:
+    """Every id indexes a table of `table_size` rows. It reads the values, so it is left out under torch.compile
+    (a data-dependent branch would break the graph)."""
+    if torch.compiler.is_compiling():
+        return
+    low, high = (value.item() for value in torch.aminmax(ids))
+    if low < 0 or high >= table_size:
+        raise ValueError(
+            f"`{name}` must lie in [0, {table_size - 1}] ({field}={table_size}), got values from {low} to {high}."
+        )
+
+
+def check_input_ids(input_ids: torch.Tensor | None, vocab_size: int, max_positions: int) -> None:
+    """A non-empty (batch, length) integer tensor of vocabulary ids, no longer than the position table."""
     if input_ids is None:
         raise ValueError("`input_ids` are missing: tokenize the text first (CLIPProcessor(text=...)).")
     if input_ids.ndim != 2 or input_ids.is_floating_point():
@@ -247,11 +283,37 @@ def check_input_ids(input_ids: torch.Tensor | None, max_positions: int) -> None:
             f"`input_ids` must be integers of shape (batch, length), got {input_ids.dtype} of shape "
             f"{tuple(input_ids.shape)}."
         )
+    if input_ids.numel() == 0:
+        raise ValueError(
+            f"`input_ids` must hold at least one text of at least one token, got shape {tuple(input_ids.shape)}."
+        )
     if input_ids.shape[1] > max_positions:
         raise ValueError(
             f"`input_ids` has {input_ids.shape[1]} tokens, more than the {max_positions} positions the text tower "
             "has (config.max_position_embeddings); truncate the text (CLIPProcessor does by default)."
         )
+    check_ids_in_table("input_ids", input_ids, vocab_size, "vocab_size")
+
+
+def check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> None:
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"`attention_mask` must have the shape of `input_ids` {tuple(input_ids.shape)} (batch, length), "
+            f"got {tuple(attention_mask.shape)}."
+        )
+
+
+def check_position_ids(position_ids: torch.Tensor | None, input_ids: torch.Tensor, max_positions: int) -> None:
+    """Integer positions of shape (length,), (1, length) or (batch, length), inside the position table."""
+    if position_ids is None:
+        return
+    batch_size, length = input_ids.shape
+    if position_ids.is_floating_point() or position_ids.shape not in ((length,), (1, length), (batch_size, length)):
+        raise ValueError(
+            f"`position_ids` must be integers of shape ({length},), (1, {length}) or ({batch_size}, {length}), "
+            f"got {position_ids.dtype} of shape {tuple(position_ids.shape)}."
+        )
+    check_ids_in_table("position_ids", position_ids, max_positions, "max_position_embeddings")
 
 
 class CLIPTextModel(CLIPPreTrainedModel):
@@ -275,6 +337,17 @@ class CLIPTextModel(CLIPPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.embeddings.token_embedding = value
 
+    def check_inputs(
+        self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None
+    ) -> None:
+        """Ids and positions inside the embedding tables (their sizes, so resized embeddings are followed), and
+        a mask of the ids' shape."""
+        vocab_size = self.embeddings.token_embedding.num_embeddings
+        max_positions = self.embeddings.position_embedding.num_embeddings
+        check_input_ids(input_ids, vocab_size, max_positions)
+        check_attention_mask(attention_mask, input_ids)
+        check_position_ids(position_ids, input_ids, max_positions)
+
     def end_of_text_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(batch,) index of each text's first `eos_token_id`; a text without one is a ValueError."""
         is_eos = input_ids == self.config.eos_token_id
@@ -292,9 +365,9 @@ class CLIPTextModel(CLIPPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
-        check_input_ids(input_ids, self.config.max_position_embeddings)
+        self.check_inputs(input_ids, attention_mask, position_ids)
         hidden_states = self.embeddings(input_ids, position_ids)
         batch_size, num_tokens, _ = hidden_states.shape
         mask = causal_mask(attention_mask, batch_size, num_tokens, hidden_states.dtype, hidden_states.device)
@@ -326,7 +399,10 @@ class CLIPVisionModel(CLIPPreTrainedModel):
 
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
-        self, pixel_values: torch.Tensor | None = None, interpolate_pos_encoding: bool = False, **kwargs
+        self,
+        pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         if pixel_values is None:
             raise ValueError("`pixel_values` are missing: preprocess the images first (CLIPProcessor(images=...)).")
@@ -355,7 +431,7 @@ class CLIPModel(CLIPPreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         """The text tower's outputs, `pooler_output` projected into the joint space (not normalised), as in
         transformers 5."""
@@ -365,7 +441,7 @@ class CLIPModel(CLIPPreTrainedModel):
 
     @can_return_tuple
     def get_image_features(
-        self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False, **kwargs
+        self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False, **kwargs: Unpack[TransformersKwargs]
     ) -> BaseModelOutputWithPooling:
         """The vision tower's outputs, `pooler_output` projected into the joint space (not normalised)."""
         outputs = self.vision_model(pixel_values, interpolate_pos_encoding, **kwargs)
@@ -398,7 +474,7 @@ class CLIPModel(CLIPPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         return_loss: bool | None = None,
         interpolate_pos_encoding: bool = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CLIPOutput:
         if input_ids is None or pixel_values is None:
             missing = [
@@ -451,7 +527,7 @@ class CLIPTextModelWithProjection(CLIPPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CLIPTextModelOutput:
         outputs = self.text_model(input_ids, attention_mask, position_ids, **kwargs)
         return CLIPTextModelOutput(
@@ -482,7 +558,10 @@ class CLIPVisionModelWithProjection(CLIPPreTrainedModel):
 
     @can_return_tuple
     def forward(
-        self, pixel_values: torch.Tensor | None = None, interpolate_pos_encoding: bool = False, **kwargs
+        self,
+        pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CLIPVisionModelOutput:
         outputs = self.vision_model(pixel_values, interpolate_pos_encoding, **kwargs)
         return CLIPVisionModelOutput(
