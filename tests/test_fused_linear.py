@@ -152,6 +152,34 @@ def test_an_adapter_runs_its_own_forward(operands):
         assert max_abs_diff(linear_layer(layer, x, residual=residual), residual + layer(x)) <= TOL
 
 
+@pytest.mark.parametrize("hook", ["forward hook", "forward pre-hook", "replaced forward", "global forward hook"])
+def test_a_hooked_linear_runs_through_its_call(operands, hook):
+    """Hooks and a replaced `forward` (accelerate's offload hooks load the weights from the meta device there)
+    run as they would when the layer is called: the fast path does not read the weights past them."""
+    x, _, _, residual = operands
+    layer = nn.Linear(24, 40)
+    handles = []
+    if hook == "forward hook":
+        handles.append(layer.register_forward_hook(lambda module, args, output: 2 * output))
+    elif hook == "forward pre-hook":
+        handles.append(layer.register_forward_pre_hook(lambda module, args: (args[0] + 1,)))
+    elif hook == "replaced forward":
+        plain_forward = layer.forward
+        layer.forward = lambda inputs: 2 * plain_forward(inputs)
+    else:
+        handles.append(nn.modules.module.register_module_forward_hook(lambda module, args, output: 2 * output))
+    try:
+        with torch.no_grad():
+            expected = layer(x)
+            assert max_abs_diff(expected, F.linear(x, layer.weight, layer.bias)) > 1.0  # the hook changes it
+            assert max_abs_diff(linear_layer(layer, x, residual=residual), residual + expected) <= TOL
+            assert max_abs_diff(linear_layer(layer, x, activation=nn.GELU()), F.gelu(expected)) <= TOL
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert fused_linear.is_plain_linear(layer) is (hook != "replaced forward")
+
+
 def test_gelu_and_residual_together_are_refused(operands):
     x, weight, bias, residual = operands
     with torch.no_grad(), pytest.raises(ValueError, match="either GELU or a residual"):

@@ -249,10 +249,91 @@ def test_gradient_checkpointing_gives_same_gradients():
     plain(**batch_inputs, labels=labels).loss.backward()
     checkpointed(**batch_inputs, labels=labels).loss.backward()
     for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
-        if name.endswith("key_global.bias"):  # adds the same to a whole row of scores: no gradient
-            assert p.grad is None and q.grad is None
-            continue
         assert max_abs_diff(p.grad, q.grad) <= 1e-6, name
+
+
+HEAD_BATCHES = {
+    "Model": lambda: dict(inputs(2, 21, 3, (0, 6))),
+    "ForMaskedLM": lambda: dict(inputs(2, 21, 3, (0, 6)), labels=torch.randint(0, 100, (2, 21))),
+    "ForSequenceClassification": lambda: dict(input_ids=torch.randint(3, 100, (2, 19)), labels=torch.tensor([0, 2])),
+    "ForTokenClassification": lambda: dict(inputs(2, 14, 3, (0, 4)), labels=torch.randint(0, 3, (2, 14))),
+    "ForQuestionAnswering": lambda: dict(
+        input_ids=question_answer_ids(2, 4, 23),
+        start_positions=torch.tensor([6, 9]),
+        end_positions=torch.tensor([8, 12]),
+    ),
+    "ForMultipleChoice": lambda: dict(
+        input_ids=question_answer_ids(6, 3, 17).view(2, 3, 17), labels=torch.tensor([1, 2])
+    ),
+}
+
+
+@pytest.mark.parametrize("head", list(HEAD_BATCHES))
+def test_every_parameter_gets_a_gradient(head):
+    """No dead parameter (DDP would need find_unused_parameters=True): the global keys' bias, which softmax
+    ignores, is a buffer."""
+    config = hubformers.LongformerConfig(
+        **{**TINY_LONGFORMER, "num_labels": 2 if head == "ForQuestionAnswering" else 3}
+    )
+    model = getattr(hubformers, f"Longformer{head}")(config).train()
+    outputs = model(**HEAD_BATCHES[head]())
+    loss = outputs.last_hidden_state.square().mean() + outputs.pooler_output.sum() if head == "Model" else outputs.loss
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+
+
+def test_transformers_checkpoints_load_without_unused_or_missing_weights(tmp_path):
+    reference = transformers.LongformerForMaskedLM(transformers.LongformerConfig(**TINY_LONGFORMER))
+    reference.save_pretrained(tmp_path / "reference")
+    ours, info = hubformers.LongformerForMaskedLM.from_pretrained(tmp_path / "reference", output_loading_info=True)
+    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"])
+    ours.save_pretrained(tmp_path / "ours")
+    _, info = transformers.LongformerForMaskedLM.from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"])
+
+
+# --- adapters, hooks and offloading: the fast paths run the modules' own forwards -------------------------
+
+
+def test_lora_on_every_linear_layer_and_its_merge():
+    """LoRA on all linear layers: each projection's adapter changes the output once its B is non-zero (the
+    global keys' and values' too, which the merged global projection reads), and the merged model gives the
+    adapted model's output."""
+    peft = pytest.importorskip("peft")
+    model = hubformers.LongformerForMaskedLM(hubformers.LongformerConfig(**TINY_LONGFORMER)).eval()
+    batch_inputs = inputs(2, 21, 4, (0, 5))
+    with torch.no_grad():
+        base = model(**batch_inputs).logits
+        adapted = peft.get_peft_model(model, peft.LoraConfig(target_modules="all-linear", r=4)).eval()
+        previous = adapted(**batch_inputs).logits
+        assert max_abs_diff(previous, base) <= TOL  # B starts at zero
+        for name in ["query", "key", "value", "query_global", "key_global", "value_global", "dense", "decoder"]:
+            lora_b = [
+                m.lora_B.default.weight for n, m in adapted.named_modules() if n.endswith(name) and hasattr(m, "lora_B")
+            ]
+            assert lora_b or name == "decoder"  # peft leaves the output layer out
+            for weight in lora_b:
+                weight.normal_()
+            logits = adapted(**batch_inputs).logits
+            assert not lora_b or max_abs_diff(logits, previous) > 1e-4, name
+            previous = logits
+        merged = adapted.merge_and_unload()
+        assert type(merged.longformer.encoder.layer[0].attention.self.key_global) is torch.nn.Linear
+        assert max_abs_diff(merged(**batch_inputs).logits, previous) <= TOL
+
+
+def test_disk_offload_gives_the_plain_models_outputs(tmp_path):
+    """accelerate's hooks load offloaded weights from disk in the modules' forwards, which the fast paths run."""
+    model = hubformers.LongformerForMaskedLM(hubformers.LongformerConfig(**TINY_LONGFORMER)).eval()
+    model.save_pretrained(tmp_path / "model")
+    offloaded = hubformers.LongformerForMaskedLM.from_pretrained(
+        tmp_path / "model", device_map="auto", max_memory={"cpu": 80_000}, offload_folder=tmp_path / "offload"
+    ).eval()
+    assert "disk" in offloaded.hf_device_map.values()
+    batch_inputs = inputs(2, 21, 4, (0, 5))
+    with torch.no_grad():
+        assert max_abs_diff(offloaded(**batch_inputs).logits, model(**batch_inputs).logits) <= TOL
 
 
 def test_losses_match_transformers(tmp_path):

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as module_hooks
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 from transformers.activations import GELUActivation
 
@@ -144,17 +145,36 @@ def linear_layer(
     activation: Callable | None = None,
     residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """`linear` with a layer's weights when it is a plain `nn.Linear`; any other module (a LoRA adapter, a
-    quantized layer) runs its own forward, which the weights alone would skip. `activation` (a module of
-    transformers' `ACT2FN`) is fused when it is the exact GELU, else applied to the output."""
+    """`linear` with a layer's weights when calling it would run `nn.Linear.forward` alone (`is_plain_linear`);
+    any other module (a LoRA adapter, a quantized layer, a layer under hooks) runs its own forward, which the
+    weights alone would skip. `activation` (a module of transformers' `ACT2FN`) is fused when it is the exact
+    GELU, else applied to the output."""
     if activation is not None and residual is not None:
         raise ValueError("A linear layer takes either an activation or a residual add after it, not both.")
     gelu = is_exact_gelu(activation)
-    if type(layer) is nn.Linear:
+    if is_plain_linear(layer):
         output = linear(x, layer.weight, layer.bias, gelu, residual)
     else:
         output = finish(layer(x), gelu, residual)
     return output if gelu or activation is None else activation(output)
+
+
+def is_plain_linear(layer: nn.Module) -> bool:
+    """Whether calling `layer` runs `nn.Linear.forward` and nothing else, so that a fast path may read its
+    weights instead: an `nn.Linear` (no subclass: a LoRA adapter, a quantized layer) whose `forward` is not
+    replaced on the instance (accelerate's offload hooks do that, to load the weights from the meta device first)
+    and that no forward or backward hook, of its own or global, would see."""
+    return (
+        type(layer) is nn.Linear
+        and "forward" not in layer.__dict__
+        and not (layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks or layer._backward_pre_hooks)
+        and not (
+            module_hooks._global_forward_hooks
+            or module_hooks._global_forward_pre_hooks
+            or module_hooks._global_backward_hooks
+            or module_hooks._global_backward_pre_hooks
+        )
+    )
 
 
 def is_exact_gelu(activation: Callable | None) -> bool:

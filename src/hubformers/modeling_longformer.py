@@ -40,7 +40,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from .checks import check_classification_labels
 from .chunking import in_row_chunks, is_static, map_chunks
 from .configuration_longformer import LongformerConfig
-from .fused_linear import linear_layer
+from .fused_linear import is_plain_linear, linear_layer
 
 # --- outputs ----------------------------------------------------------------------------------------------
 
@@ -238,6 +238,17 @@ def attend_merging_global(query, window, window_bias, global_lse, global_context
     return torch.lerp(global_context, local, window_share)
 
 
+def key_without_bias_parameter(hidden_size: int) -> nn.Linear:
+    """The global keys' projection, its bias a buffer: a bias b adds q . b to all the scores of a global query
+    q, which softmax ignores, so it never changes an output nor gets a gradient (a parameter of it would be dead
+    to optimizers and DDP). As a buffer it keeps its name in the state dict, so transformers' checkpoints, which
+    have it, load as they are, and ours load in transformers."""
+    layer = nn.Linear(hidden_size, hidden_size, bias=False)
+    del layer.bias
+    layer.register_buffer("bias", torch.zeros(hidden_size))
+    return layer
+
+
 class LongformerSelfAttention(nn.Module):
     """Sliding-window (optionally dilated) attention plus global attention, for one layer."""
 
@@ -256,7 +267,7 @@ class LongformerSelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.query_global = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key_global = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key_global = key_without_bias_parameter(config.hidden_size)
         self.value_global = nn.Linear(config.hidden_size, config.hidden_size)
 
     def band(self, device: torch.device) -> torch.Tensor:
@@ -427,8 +438,9 @@ class LongformerSelfAttention(nn.Module):
 
     def global_attention(self, hidden_states, masks: AttentionMasks) -> tuple[torch.Tensor, torch.Tensor]:
         """The global tokens on every token, through the global projections: context (batch, G, hidden) and
-        probabilities (batch, heads, G, tokens). Scores are (W_k^T q) . h (the key bias adds the same to a
-        whole row), and the context W_v (sum_j p_j h_j) + b_v sum_j p_j."""
+        probabilities (batch, heads, G, tokens). With plain `nn.Linear` projections (`is_plain_linear`), no
+        token is projected a second time: the scores are (W_k^T q) . h and the context W_v (sum_j p_j h_j) +
+        b_v sum_j p_j; otherwise (an adapter, a hooked layer) the projections run on every token."""
         batch_size, num_tokens, hidden_size = hidden_states.shape
         index = masks.global_index[..., None].expand(-1, -1, hidden_size)
         global_states = hidden_states.gather(1, index)  # (batch, G, hidden)
@@ -436,21 +448,28 @@ class LongformerSelfAttention(nn.Module):
         query = (self.query_global(global_states) * self.head_dim**-0.5).view(
             batch_size, num_global, self.num_heads, self.head_dim
         )
-        key_weight = self.key_global.weight.view(self.num_heads, self.head_dim, hidden_size)
-        value_weight = self.value_global.weight.view(self.num_heads, self.head_dim, hidden_size)
-        query_in_hidden = torch.einsum("bghd,hde->bhge", query, key_weight)  # (batch, heads, G, hidden)
-        scores = query_in_hidden.flatten(1, 2) @ hidden_states.transpose(1, 2)  # (batch, heads * G, tokens)
-        scores = (
-            scores.view(batch_size, self.num_heads, num_global, num_tokens)
-            + masks.key_bias.masked_fill(masks.is_global, 0.0)[:, None, None, :]
-        )
+        merged = is_plain_linear(self.key_global) and is_plain_linear(self.value_global)
+        if merged:
+            key_weight, value_weight = (
+                p.weight.view(self.num_heads, self.head_dim, hidden_size) for p in (self.key_global, self.value_global)
+            )
+            query_in_hidden = torch.einsum("bghd,hde->bhge", query, key_weight)  # (batch, heads, G, hidden)
+            scores = query_in_hidden.flatten(1, 2) @ hidden_states.transpose(1, 2)  # (batch, heads * G, tokens)
+            scores = scores.view(batch_size, self.num_heads, num_global, num_tokens)
+        else:
+            key = self.key_global(hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
+            scores = torch.einsum("bghd,bnhd->bhgn", query, key)
+        scores = scores + masks.key_bias.masked_fill(masks.is_global, 0.0)[:, None, None, :]
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(hidden_states.dtype)
         dropped = F.dropout(probs, self.dropout if self.training else 0.0, self.training)
-        mixed = (dropped.flatten(1, 2) @ hidden_states).view(batch_size, self.num_heads, num_global, hidden_size)
-        context = torch.einsum("bhge,hde->bghd", mixed, value_weight)
-        context = context + dropped.sum(-1).transpose(1, 2)[..., None] * self.value_global.bias.view(
-            self.num_heads, self.head_dim
-        )
+        if merged:
+            mixed = (dropped.flatten(1, 2) @ hidden_states).view(batch_size, self.num_heads, num_global, hidden_size)
+            context = torch.einsum("bhge,hde->bghd", mixed, value_weight)
+            value_bias = self.value_global.bias.view(self.num_heads, self.head_dim)
+            context = context + dropped.sum(-1).transpose(1, 2)[..., None] * value_bias
+        else:
+            value = self.value_global(hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
+            context = torch.einsum("bhgn,bnhd->bghd", dropped, value)
         return context.reshape(batch_size, num_global, hidden_size), probs
 
 
