@@ -68,6 +68,11 @@ def require_activation(name: str, value: str) -> None:
 
 def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
     """A float batch of shape (batch, num_channels, height, width)."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(
+            f"`pixel_values` must be a tensor of shape (batch, {num_channels}, height, width), "
+            f"got {type(pixel_values).__name__}."
+        )
     if pixel_values.ndim != 4:
         raise ValueError(
             f"`pixel_values` must have shape (batch, {num_channels}, height, width), got {tuple(pixel_values.shape)}."
@@ -84,29 +89,44 @@ def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
         )
 
 
-def check_classification_labels(labels: torch.Tensor, logits: torch.Tensor, config) -> None:
-    """Validate `labels` against the problem type that transformers' loss would pick, and record that type."""
-    batch_size, num_labels = logits.shape
-    if config.problem_type is None:
-        if num_labels == 1:
-            config.problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
+def check_patches(pixel_values: torch.Tensor, patch_size: tuple[int, int]) -> None:
+    """At least one image, each at least one (height, width) patch large. The batch is not checked while a
+    compiler traces (a program exported with a dynamic batch would guard on it)."""
+    if not torch.compiler.is_compiling() and pixel_values.shape[0] == 0:
+        raise ValueError(f"`pixel_values` must hold at least one image, got shape {tuple(pixel_values.shape)}.")
+    (height, width), (patch_h, patch_w) = pixel_values.shape[-2:], patch_size
+    if height < patch_h or width < patch_w:
+        raise ValueError(f"An image must span at least one patch ({patch_h}x{patch_w} pixels), got {height}x{width}.")
 
-    if config.problem_type == "single_label_classification":
+
+IGNORE_INDEX = -100  # the label that transformers' (and PyTorch's) cross-entropy leaves out of the loss
+
+
+def problem_type_of(labels: torch.Tensor, num_labels: int, config) -> str:
+    """`config.problem_type` when set, else what transformers' loss infers from the labels: regression for one
+    label, single-label classification for integer labels, multi-label otherwise."""
+    if config.problem_type is not None:
+        return config.problem_type
+    if num_labels == 1:
+        return "regression"
+    if labels.dtype in (torch.long, torch.int):
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
+def check_classification_labels(labels: torch.Tensor, logits: torch.Tensor, config) -> str:
+    """Validate `labels` for this call's problem type (`problem_type_of`) and return that type. The config is
+    left as it is: a refused call changes nothing, and without `config.problem_type` every call infers anew."""
+    batch_size, num_labels = logits.shape
+    problem_type = problem_type_of(labels, num_labels, config)
+    if problem_type == "single_label_classification":
         if labels.is_floating_point() or labels.shape != (batch_size,):
             raise ValueError(
                 f"single-label classification needs integer `labels` of shape ({batch_size},), "
                 f"got {labels.dtype} of shape {tuple(labels.shape)}."
             )
-        if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
-            raise ValueError(
-                f"`labels` must lie in [0, {num_labels - 1}] (config.num_labels={num_labels}), "
-                f"got values from {labels.min().item()} to {labels.max().item()}."
-            )
-    elif config.problem_type == "multi_label_classification":
+        check_class_indices(labels, num_labels)
+    elif problem_type == "multi_label_classification":
         if labels.shape != (batch_size, num_labels):
             raise ValueError(
                 f"multi-label classification needs `labels` of shape ({batch_size}, {num_labels}), "
@@ -116,6 +136,20 @@ def check_classification_labels(labels: torch.Tensor, logits: torch.Tensor, conf
         raise ValueError(
             f"regression needs `labels` with {batch_size} x {num_labels} values, got shape {tuple(labels.shape)}."
         )
+    return problem_type
+
+
+def check_class_indices(labels: torch.Tensor, num_labels: int) -> None:
+    """Every label in [0, num_labels) or IGNORE_INDEX. A ValueError needs the values on the host: eagerly on the
+    CPU only. On other devices, and while a compiler traces (where reading values would break the graph), an
+    asynchronous device-side assert checks them instead, without waiting for the device."""
+    valid = ((labels >= 0) & (labels < num_labels)) | (labels == IGNORE_INDEX)
+    message = f"`labels` must lie in [0, {num_labels - 1}] (config.num_labels={num_labels}) or be {IGNORE_INDEX}"
+    if torch.compiler.is_compiling() or labels.device.type != "cpu":
+        torch._assert_async(valid.all(), message)
+    elif not valid.all():
+        counted = labels[labels != IGNORE_INDEX]
+        raise ValueError(f"{message}, got values from {counted.min().item()} to {counted.max().item()}.")
 
 
 def check_image_size(pixel_values: torch.Tensor, image_size: tuple[int, int]) -> None:

@@ -25,6 +25,7 @@ are; a checkpoint with another window size loads with its bias tables resized bi
 """
 
 import functools
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
@@ -42,16 +43,24 @@ from transformers.models.swin.modeling_swin import (
     SwinMaskedImageModelingOutput,
     SwinModelOutput,
 )
+from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .checks import check_classification_labels, check_pixel_values
+from .checks import check_patches, check_pixel_values
 from .chunking import is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
 from .cpu_kernels import FusedWindowAttention, fused_window_attention, pad_mask, runs_window_attention_kernel
 from .fused_linear import linear, linear_layer
-from .modeling_vit import ViTMLP, eager_attention_forward, simmim_decoder, simmim_loss
+from .modeling_vit import (
+    ViTMLP,
+    classification_loss,
+    eager_attention_forward,
+    mask_patches,
+    simmim_decoder,
+    simmim_loss,
+)
 
 
 def cache_when_static(build):
@@ -82,31 +91,42 @@ def shifted_window_mask(height: int, width: int, window: int, shift: int, device
     """(num_windows, N, N) additive mask for attention on a (height, width) map cyclically shifted by `shift`:
     0 between tokens of the same region of the unshifted map, -100 across regions (Section 3.2, Fig. 4). Along
     each axis the regions are [0, size - window), [size - window, size - shift) and [size - shift, size)."""
-    rows, cols = torch.arange(height, device=device), torch.arange(width, device=device)
+    rows, cols = window_positions(height, width, window, device)
     row_region = (rows >= height - window).long() + (rows >= height - shift).long()
     col_region = (cols >= width - window).long() + (cols >= width - shift).long()
-    region = (row_region[:, None] * 3 + col_region[None, :])[None, :, :, None]  # (1, height, width, 1)
-    region = window_partition(region, window).squeeze(-1)  # (num_windows, N)
+    region = row_region * 3 + col_region  # (num_windows, N)
     return torch.where(region[:, None, :] == region[:, :, None], 0.0, -100.0)
 
 
-def window_partition(feature_map: torch.Tensor, window: int) -> torch.Tensor:
-    """(batch, height, width, C) -> (batch * num_windows, window * window, C), windows in row-major order."""
-    batch, height, width, channels = feature_map.shape
-    windows = feature_map.view(batch, height // window, window, width // window, window, channels)
-    # explicit sizes, not -1: under export a size inferred by division adds divisibility guards
-    num_windows = batch * (height // window) * (width // window)
-    return windows.transpose(2, 3).reshape(num_windows, window * window, channels)
+def whole(size: int, multiple: int) -> int:
+    """How many `multiple`s cover `size` (rounding up). Padding to `whole(size, m) * m`, never `size % m`, lets
+    `torch.export` prove the views of the padded map for every size instead of guarding on the one it traced."""
+    return (size + multiple - 1) // multiple
+
+
+def may_shift(shift: int) -> bool:
+    """Whether windows shifted by `shift` need the shift mask: a plain int says; a symbolic one (under export,
+    where a map may or may not be wider than a window) always gets the mask, which is 0 for unshifted windows."""
+    return type(shift) is not int or shift > 0
+
+
+def window_positions(height: int, width: int, window: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column in a (height, width) map of each token of its windows, (num_windows, window^2) each, windows
+    and the tokens in each in row-major order. Computed rather than viewed from the map: no tensor has the number
+    of windows along an axis as a size, which `torch.export` would guard on (it is 1 at some sizes)."""
+    per_row = width // window
+    windows = torch.arange((height // window) * per_row, device=device)[:, None]
+    tokens = torch.arange(window * window, device=device)[None, :]
+    return windows // per_row * window + tokens // window, windows % per_row * window + tokens % window
 
 
 @cache_when_static
 def window_order(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     """Cyclic shift plus window partition of a (height, width) map as one permutation of its raster indices:
     entry i is the token that lands at position i of the windows (one gather instead of roll, then copy)."""
-    rows = (torch.arange(height, device=device) + shift) % height  # the map rolled up and left by `shift`
-    cols = (torch.arange(width, device=device) + shift) % width
-    raster = (rows[:, None] * width + cols[None, :])[None, :, :, None]  # (1, height, width, 1)
-    return window_partition(raster, window).flatten()
+    rows, cols = window_positions(height, width, window, device)
+    # the map rolled up and left by `shift`
+    return (((rows + shift) % height) * width + (cols + shift) % width).flatten()
 
 
 @cache_when_static
@@ -179,13 +199,11 @@ class SwinPatchEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         check_pixel_values(pixel_values, self.num_channels)
+        check_patches(pixel_values, self.patch_size)
         (height, width), (patch_h, patch_w) = pixel_values.shape[-2:], self.patch_size
-        if height < patch_h or width < patch_w:
-            raise ValueError(
-                f"An image must span at least one patch ({patch_h}x{patch_w} pixels), got {height}x{width}."
-            )
-        if not is_static(height, width) or height % patch_h or width % patch_w:
-            pixel_values = F.pad(pixel_values, (0, -width % patch_w, 0, -height % patch_h))
+        pad_h, pad_w = whole(height, patch_h) * patch_h - height, whole(width, patch_w) * patch_w - width
+        if not is_static(height, width) or pad_h or pad_w:
+            pixel_values = F.pad(pixel_values, (0, pad_w, 0, pad_h))
         return self.projection(pixel_values.to(self.projection.weight.dtype))  # (batch, C, grid_h, grid_w)
 
 
@@ -228,16 +246,7 @@ class SwinEmbeddings(nn.Module):
         patches = self.patch_embeddings(pixel_values)
         grid_h, grid_w = patches.shape[-2:]
         tokens = self.norm(patches.flatten(2).transpose(1, 2))  # (batch, grid_h * grid_w, C)
-
-        if bool_masked_pos is not None:
-            if bool_masked_pos.shape != tokens.shape[:2]:
-                raise ValueError(
-                    f"`bool_masked_pos` must have shape (batch, num_patches) = {tuple(tokens.shape[:2])}, "
-                    f"got {tuple(bool_masked_pos.shape)}."
-                )
-            mask = bool_masked_pos.unsqueeze(-1).type_as(tokens)
-            tokens = tokens * (1.0 - mask) + self.mask_token.expand_as(tokens) * mask
-
+        tokens = mask_patches(tokens, bool_masked_pos, self.mask_token)
         if self.position_embeddings is not None:
             tokens = tokens + self.positions(grid_h, grid_w, interpolate_pos_encoding)
         return self.dropout(tokens), (grid_h, grid_w)
@@ -342,7 +351,7 @@ class SwinAttention(nn.Module):
         if key in self._mask_cache:
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
-        if shift:
+        if may_shift(shift):
             mask = mask + shifted_window_mask(height, width, window, shift, table.device).to(dtype).unsqueeze(1)
         if for_kernel:
             mask = pad_mask(mask)
@@ -395,7 +404,7 @@ class SwinAttention(nn.Module):
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         # one mask per window position, repeated for every image (not for one image, as inference chunks run)
-        if shift and not (is_static(num_windows) and mask.shape[0] == num_windows):
+        if may_shift(shift) and not (is_static(num_windows) and mask.shape[0] == num_windows):
             mask = mask.repeat(num_windows // mask.shape[0], 1, 1, 1)
         output, weights = attention(
             self,
@@ -454,10 +463,13 @@ class SwinLayer(GradientCheckpointingLayer):
         self.drop_path = SwinDropPath(drop_path)
 
     def window_and_shift(self, height: int, width: int, always_partition: bool) -> tuple[int, int]:
-        """A map no larger than a window is one window, unshifted (unless `always_partition`, as backbones do)."""
-        if always_partition or min(height, width) > self.window_size:
+        """A map no larger than a window is one window, unshifted (unless `always_partition`, as backbones do).
+        Written with min and max, not a branch, so that an exported program keeps every map size."""
+        if always_partition:
             return self.window_size, self.shift_size
-        return min(height, width), 0
+        side = torch.sym_min(height, width)
+        wider = torch.sym_min(torch.sym_max(side - self.window_size, 0), 1)  # 1 if the map is wider than a window
+        return torch.sym_min(side, self.window_size), self.shift_size * wider
 
     def forward(
         self,
@@ -472,7 +484,7 @@ class SwinLayer(GradientCheckpointingLayer):
 
         # (batch, H * W, C) -> padded to whole windows (batch, H' * W', C)
         normed = self.layernorm_before(hidden_states)
-        pad_h, pad_w = -height % window, -width % window
+        pad_h, pad_w = whole(height, window) * window - height, whole(width, window) * window - width
         if not is_static(height, width) or pad_h or pad_w:
             normed = F.pad(normed.view(batch, height, width, channels), (0, 0, 0, pad_w, 0, pad_h)).flatten(1, 2)
         map_size = (height + pad_h, width + pad_w)
@@ -498,10 +510,10 @@ class SwinPatchMerging(nn.Module):
         height, width = input_dimensions
         batch, _, channels = hidden_states.shape
         feature_map = hidden_states.view(batch, height, width, channels)
+        half_h, half_w = whole(height, 2), whole(width, 2)
         if not is_static(height, width) or height % 2 or width % 2:
-            feature_map = F.pad(feature_map, (0, 0, 0, width % 2, 0, height % 2))
+            feature_map = F.pad(feature_map, (0, 0, 0, 2 * half_w - width, 0, 2 * half_h - height))
         # (batch, 2h, 2w, C) -> (batch, h * w, 4C), neighbours ordered (0,0), (1,0), (0,1), (1,1)
-        half_h, half_w = (height + 1) // 2, (width + 1) // 2
         merged = feature_map.view(batch, half_h, 2, half_w, 2, channels)
         merged = merged.permute(0, 1, 3, 4, 2, 5).reshape(batch, half_h * half_w, 4 * channels)
         return linear_layer(self.reduction, self.norm(merged))
@@ -558,9 +570,9 @@ def final_grid(config: SwinConfig, height: int, width: int) -> tuple[int, int]:
     """The last stage's map size for an image of (height, width): padded to patches, then halved (rounding
     up) by each patch merging."""
     patch_h, patch_w = to_pair(config.patch_size)
-    grid_h, grid_w = -(-height // patch_h), -(-width // patch_w)
+    grid_h, grid_w = whole(height, patch_h), whole(width, patch_w)
     for _ in range(len(config.depths) - 1):
-        grid_h, grid_w = (grid_h + 1) // 2, (grid_w + 1) // 2
+        grid_h, grid_w = whole(grid_h, 2), whole(grid_w, 2)
     return grid_h, grid_w
 
 
@@ -637,18 +649,19 @@ class SwinModel(SwinPreTrainedModel):
         interpolate_pos_encoding: bool = False,
         always_partition: bool = False,
         maps_before_merging: bool = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SwinModelOutput:
         """`reshaped_hidden_states` (with `output_hidden_states`): the stem's and each stage's map as
         (batch, C, height, width), after patch merging, or before it with `maps_before_merging` (backbones)."""
         hidden_states, (height, width) = self.embeddings(pixel_values, bool_masked_pos, interpolate_pos_encoding)
-        maps = [to_feature_map(hidden_states, height, width)] if kwargs.get("output_hidden_states") else None
+        wants_maps = kwargs.get("output_hidden_states", self.config.output_hidden_states)
+        maps = [to_feature_map(hidden_states, height, width)] if wants_maps else None
         for stage in self.encoder.layers:
             hidden_states, before_merging, _ = stage(hidden_states, (height, width), always_partition, **kwargs)
             if maps is not None and maps_before_merging:
                 maps.append(to_feature_map(before_merging, height, width))
             if stage.downsample is not None:
-                height, width = (height + 1) // 2, (width + 1) // 2
+                height, width = whole(height, 2), whole(width, 2)
             if maps is not None and not maps_before_merging:
                 maps.append(to_feature_map(hidden_states, height, width))
 
@@ -663,7 +676,9 @@ class SwinModel(SwinPreTrainedModel):
 
 class SwinForImageClassification(SwinPreTrainedModel):
     """A linear head on the average-pooled final tokens. The loss follows `config.problem_type` (single-label,
-    multi-label or regression, inferred from the labels when unset), as in transformers."""
+    multi-label or regression) as in transformers; when it is unset, each call infers the type from its labels
+    and leaves the config unset (transformers records the first call's type). Single-label labels of -100 are
+    ignored."""
 
     def __init__(self, config: SwinConfig):
         super().__init__(config)
@@ -677,14 +692,11 @@ class SwinForImageClassification(SwinPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SwinImageClassifierOutput:
         outputs = self.swin(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         logits = self.classifier(outputs.pooler_output)
-        loss = None
-        if labels is not None:
-            check_classification_labels(labels, logits, self.config)
-            loss = self.loss_function(labels, logits, self.config, **kwargs)
+        loss = classification_loss(self, labels, logits, **kwargs) if labels is not None else None
         return SwinImageClassifierOutput(
             loss=loss,
             logits=logits,
@@ -710,7 +722,7 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SwinMaskedImageModelingOutput:
         patch_h, patch_w = to_pair(self.config.patch_size)
         height, width = pixel_values.shape[-2:]
@@ -759,7 +771,7 @@ class SwinBackbone(BackboneMixin, SwinPreTrainedModel):
 
     @can_return_tuple
     @filter_output_hidden_states
-    def forward(self, pixel_values: torch.Tensor, **kwargs) -> BackboneOutput:
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> BackboneOutput:
         outputs = self.swin(pixel_values, always_partition=True, maps_before_merging=True, **kwargs)
         feature_maps = tuple(
             self.hidden_states_norms[stage](feature_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()

@@ -12,6 +12,8 @@ by transformers' ViT (google/vit-* on the Hub) load as they are and ours load in
 tower (modeling_clip.py) reuses the attention (`multi_head_attention`), the MLP and `interpolate_positions`.
 """
 
+from typing import NamedTuple, Unpack
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,10 +28,11 @@ from transformers.modeling_outputs import (
     MaskedImageModelingOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .checks import check_classification_labels, check_image_size, check_pixel_values
+from .checks import check_classification_labels, check_image_size, check_patches, check_pixel_values
 from .chunking import in_row_chunks
 from .configuration_vit import ViTConfig, to_pair
 from .fused_linear import linear_layer
@@ -41,12 +44,14 @@ class ViTPatchEmbeddings(nn.Module):
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.num_channels = config.num_channels
+        self.patch_size = to_pair(config.patch_size)
         self.projection = nn.Conv2d(
             config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
         )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         check_pixel_values(pixel_values, self.num_channels)
+        check_patches(pixel_values, self.patch_size)
         pixel_values = pixel_values.to(self.projection.weight.dtype)
         return self.projection(pixel_values)  # (batch, hidden, grid_h, grid_w)
 
@@ -63,6 +68,27 @@ def interpolate_positions(
     patch_pos = patch_pos.reshape(1, *grid_size, dim).permute(0, 3, 1, 2)
     patch_pos = F.interpolate(patch_pos, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
     return torch.cat([cls_pos, patch_pos.flatten(2).transpose(1, 2)], dim=1)
+
+
+def mask_patches(
+    tokens: torch.Tensor, bool_masked_pos: torch.Tensor | None, mask_token: nn.Parameter | None
+) -> torch.Tensor:
+    """(batch, num_patches, hidden) tokens with `mask_token` in place of those that `bool_masked_pos` (batch,
+    num_patches) marks (SimMIM's masking)."""
+    if bool_masked_pos is None:
+        return tokens
+    if mask_token is None:
+        raise ValueError(
+            "`bool_masked_pos` needs a model with a mask token (the masked-image-modeling head, or a base model "
+            "built with `use_mask_token=True`)."
+        )
+    if bool_masked_pos.shape != tokens.shape[:2]:
+        raise ValueError(
+            f"`bool_masked_pos` must have shape (batch, num_patches) = {tuple(tokens.shape[:2])}, "
+            f"got {tuple(bool_masked_pos.shape)}."
+        )
+    mask = bool_masked_pos.unsqueeze(-1).type_as(tokens)
+    return tokens * (1.0 - mask) + mask_token.expand_as(tokens) * mask
 
 
 class ViTEmbeddings(nn.Module):
@@ -88,16 +114,7 @@ class ViTEmbeddings(nn.Module):
         patches = self.patch_embeddings(pixel_values)
         batch_size, _, grid_h, grid_w = patches.shape
         tokens = patches.flatten(2).transpose(1, 2)  # (batch, grid_h * grid_w, hidden)
-
-        if bool_masked_pos is not None:
-            if bool_masked_pos.shape != tokens.shape[:2]:
-                raise ValueError(
-                    f"`bool_masked_pos` must have shape (batch, num_patches) = {tuple(tokens.shape[:2])}, "
-                    f"got {tuple(bool_masked_pos.shape)}."
-                )
-            mask = bool_masked_pos.unsqueeze(-1).type_as(tokens)
-            tokens = tokens * (1.0 - mask) + self.mask_token.expand_as(tokens) * mask
-
+        tokens = mask_patches(tokens, bool_masked_pos, self.mask_token)
         tokens = torch.cat([self.cls_token.expand(batch_size, -1, -1), tokens], dim=1)
         if interpolate_pos_encoding:
             positions = interpolate_positions(self.position_embeddings, self.grid_size, grid_h, grid_w)
@@ -266,6 +283,23 @@ class ViTPooler(nn.Module):
         return self.activation(self.dense(hidden_states[:, 0]))
 
 
+class ProblemType(NamedTuple):
+    """What transformers' classification loss reads of a config, for one call."""
+
+    num_labels: int
+    problem_type: str
+
+
+def classification_loss(model: PreTrainedModel, labels: torch.Tensor, logits: torch.Tensor, **kwargs) -> torch.Tensor:
+    """The head's loss (`model.loss_function`, transformers') for this call's problem type: `config.problem_type`
+    when set, else inferred from these labels (see `check_classification_labels`). transformers' loss records an
+    inferred type in the config, after which labels of another kind are refused; the loss gets the type in a
+    `ProblemType` instead, so the config stays as the user left it. Labels of -100 are left out of a
+    single-label loss."""
+    problem_type = check_classification_labels(labels, logits, model.config)
+    return model.loss_function(labels, logits, ProblemType(model.config.num_labels, problem_type), **kwargs)
+
+
 class ViTPreTrainedModel(PreTrainedModel):
     config_class = ViTConfig
     base_model_prefix = "vit"
@@ -318,7 +352,7 @@ class ViTModel(ViTPreTrainedModel):
         bool_masked_pos: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
         class_token_only: bool = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         """`class_token_only`: the last layer computes the class token alone (the others are keys and values
         of its attention), all that a head on the class token reads; `last_hidden_state` is then (batch, 1,
@@ -334,7 +368,9 @@ class ViTModel(ViTPreTrainedModel):
 
 class ViTForImageClassification(ViTPreTrainedModel):
     """A linear head on the final class token. The loss follows `config.problem_type` (single-label,
-    multi-label or regression, inferred from the labels when unset), as in transformers."""
+    multi-label or regression) as in transformers; when it is unset, each call infers the type from its labels
+    and leaves the config unset (transformers records the first call's type). Single-label labels of -100 are
+    ignored."""
 
     def __init__(self, config: ViTConfig):
         super().__init__(config)
@@ -348,7 +384,7 @@ class ViTForImageClassification(ViTPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ImageClassifierOutput:
         # the class token is all the head reads, unless every layer's tokens or attention maps are asked for
         wants_all = any(
@@ -358,10 +394,7 @@ class ViTForImageClassification(ViTPreTrainedModel):
             pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, class_token_only=not wants_all, **kwargs
         )
         logits = self.classifier(outputs.last_hidden_state[:, 0])
-        loss = None
-        if labels is not None:
-            check_classification_labels(labels, logits, self.config)
-            loss = self.loss_function(labels, logits, self.config, **kwargs)
+        loss = classification_loss(self, labels, logits, **kwargs) if labels is not None else None
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -402,7 +435,7 @@ class ViTForMaskedImageModeling(ViTPreTrainedModel):
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedImageModelingOutput:
         patch_h, patch_w = to_pair(self.config.patch_size)
         if bool_masked_pos is not None and (patch_h, patch_w) != to_pair(self.config.encoder_stride):
