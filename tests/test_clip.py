@@ -460,6 +460,64 @@ def test_keyword_arguments_are_typed_as_transformers_kwargs(method):
     assert inspect.signature(method).parameters["kwargs"].annotation == Unpack[TransformersKwargs]
 
 
+def test_output_flags_in_the_tower_configs_match_transformers(tmp_path):
+    """output_hidden_states / output_attentions set in the tower configs (not only per call) return the same
+    tensors as transformers' CLIPModel; eager attention, as transformers requires for the attentions flag."""
+    saved_reference(tmp_path)
+    reference = transformers.CLIPModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    ours = hubformers.CLIPModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    for model in (reference, ours):
+        for tower_config in (model.config.text_config, model.config.vision_config):
+            tower_config.output_hidden_states = tower_config.output_attentions = True
+    input_ids, attention_mask = texts()
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=images())
+    with torch.no_grad():
+        expected, got = reference(**inputs), ours(**inputs)
+    for tower in ["text_model_output", "vision_model_output"]:
+        for name in ["hidden_states", "attentions"]:
+            e, g = getattr(getattr(expected, tower), name), getattr(getattr(got, tower), name)
+            assert g is not None and len(g) == len(e) > 0, (tower, name)
+            assert all(max_abs_diff(a, b) <= TOL for a, b in zip(e, g)), (tower, name)
+
+
+def test_resize_token_embeddings_matches_transformers(tmp_path):
+    """New rows at the end of the table, the config follows, old ids give the same outputs, and the new ids are
+    accepted and embedded as transformers embeds them."""
+    saved_reference(tmp_path)
+    reference = transformers.CLIPTextModel.from_pretrained(tmp_path).eval()
+    ours = hubformers.CLIPTextModel.from_pretrained(tmp_path).eval()
+    input_ids, attention_mask = texts()
+    with torch.no_grad():
+        before = ours(input_ids, attention_mask).last_hidden_state
+        old_rows = ours.get_input_embeddings().weight.clone()
+    for model in (reference, ours):
+        assert model.resize_token_embeddings(1008).weight.shape == (1008, 32)
+        assert model.config.vocab_size == 1008
+    with torch.no_grad():
+        reference.get_input_embeddings().weight.copy_(ours.get_input_embeddings().weight)
+        assert torch.equal(ours.get_input_embeddings().weight[:1000], old_rows)
+        assert max_abs_diff(ours(input_ids, attention_mask).last_hidden_state, before) <= TOL
+        new_ids = input_ids.clone()
+        new_ids[:, 1:4] = torch.tensor([1000, 1004, 1007])
+        expected = reference(new_ids, attention_mask).pooler_output
+        assert max_abs_diff(ours(new_ids, attention_mask).pooler_output, expected) <= TOL
+    with pytest.raises(ValueError, match=r"\(vocab_size=1008\), got values from \d+ to 1008"):
+        ours(torch.cat([new_ids[:, :1], torch.full((3, 1), 1008), new_ids[:, 2:]], 1))
+
+
+def test_inputs_embeds_are_refused_as_transformers_refuses_them(tmp_path):
+    saved_reference(tmp_path)
+    reference = transformers.CLIPTextModel.from_pretrained(tmp_path).eval()
+    ours = hubformers.CLIPTextModel.from_pretrained(tmp_path).eval()
+    input_ids, _ = texts()
+    inputs_embeds = ours.get_input_embeddings()(input_ids)
+    for inputs in [dict(inputs_embeds=inputs_embeds), dict(input_ids=input_ids, inputs_embeds=inputs_embeds)]:
+        with pytest.raises((ValueError, TypeError)):
+            reference(**inputs)
+        with pytest.raises(ValueError, match="takes `input_ids`, not `inputs_embeds`"):
+            ours(**inputs)
+
+
 @pytest.mark.slow
 def test_torch_compile_fullgraph_with_checked_text_inputs():
     """The range checks read the ids; they stay out of the compiled graph, which still matches eager."""

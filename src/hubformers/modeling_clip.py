@@ -367,6 +367,11 @@ class CLIPTextModel(CLIPPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
+        if "inputs_embeds" in kwargs:
+            raise ValueError(
+                "The CLIP text tower takes `input_ids`, not `inputs_embeds` (as transformers' CLIPTextModel): it pools "
+                "at the end-of-text token, which only the ids mark."
+            )
         self.check_inputs(input_ids, attention_mask, position_ids)
         hidden_states = self.embeddings(input_ids, position_ids)
         batch_size, num_tokens, _ = hidden_states.shape
