@@ -322,8 +322,9 @@ class ModelTester:
             if isinstance(value, dict):  # a sub-config
                 for sub_key, sub_value in value.items():
                     assert getattr(getattr(config, key), sub_key) == sub_value, f"{key}.{sub_key}"
-            else:
-                assert getattr(config, key) == value, key
+            else:  # a scalar may be stored once per layer
+                stored = getattr(config, key)
+                assert stored == value or (isinstance(stored, list) and set(stored) == {value}), key
 
     # ======================================================================================================
     # save and load
@@ -749,7 +750,7 @@ class ModelTester:
         expected = self.outputs(base, inputs)
         config = peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0)
         adapted = peft.get_peft_model(base, config).eval()
-        assert_close(expected, self.outputs(adapted, inputs), tol=0.0)  # B = 0: the base model
+        assert_close(expected, self.outputs(adapted, inputs))  # B = 0: the base model (through unfused linears)
         lora_b = [p for name, p in adapted.named_parameters() if "lora_B" in name]
         assert lora_b
         with torch.no_grad():
