@@ -382,6 +382,109 @@ def test_global_mask_of_the_wrong_shape():
         model(torch.randint(3, 100, (2, 10)), global_attention_mask=torch.zeros(2, 9))
 
 
+IDS = torch.randint(3, 100, (2, 10))
+BAD_INPUTS = {
+    "id beyond the vocabulary": (
+        dict(input_ids=IDS.index_fill(1, torch.tensor([3]), 100)),
+        r"`input_ids` must lie in \[0, 99\] \(config.vocab_size=100\), got \[100\]",
+    ),
+    "negative id": (dict(input_ids=IDS.index_fill(1, torch.tensor([0]), -1)), r"`input_ids` must lie in .*got \[-1\]"),
+    "float ids": (dict(input_ids=IDS.float()), r"`input_ids` must hold integer indices, got torch.float32"),
+    "token type beyond the table": (
+        dict(input_ids=IDS, token_type_ids=torch.ones_like(IDS)),
+        r"`token_type_ids` must lie in \[0, 0\] \(config.type_vocab_size=1\), got \[1\]",
+    ),
+    "position beyond the table": (
+        dict(input_ids=IDS, position_ids=torch.arange(75, 85).expand(2, -1)),
+        r"`position_ids` must lie in \[0, 79\] \(the position table, config.max_position_embeddings=80\), "
+        r"got \[80, 81, 82, 83, 84\]",
+    ),
+    "attention mask of another shape": (
+        dict(input_ids=IDS, attention_mask=torch.ones(2, 11)),
+        r"`attention_mask` must have the input's shape \(2, 10\), got \(2, 11\)",
+    ),
+    "empty batch": (
+        dict(input_ids=IDS[:0]),
+        r"`input_ids` must hold at least one sequence of at least one token, got shape \(0, 10\)",
+    ),
+    "empty sequence": (dict(input_ids=IDS[:, :0]), r"at least one token, got shape \(2, 0\)"),
+    "embeddings of another width": (
+        dict(inputs_embeds=torch.randn(2, 10, 31)),
+        r"`inputs_embeds` must have shape \(batch, tokens, 32\), got \(2, 10, 31\)",
+    ),
+    "no input": (dict(attention_mask=torch.ones(2, 10)), "Pass exactly one of `input_ids` and `inputs_embeds`"),
+}
+
+
+def assert_refused_without_a_change(model, batch_inputs, message):
+    """A ValueError before anything runs: the weights, and the random state that dropout would draw from,
+    stay as they were."""
+    weights = {name: t.clone() for name, t in model.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    with pytest.raises(ValueError, match=message):
+        model(**batch_inputs)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert all(torch.equal(t, weights[name]) for name, t in model.state_dict().items())
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+@pytest.mark.parametrize("head", ["Model", "ForMaskedLM"])
+def test_bad_inputs_are_refused(case, head):
+    model = getattr(hubformers, f"Longformer{head}")(hubformers.LongformerConfig(**TINY_LONGFORMER)).train()
+    assert_refused_without_a_change(model, *BAD_INPUTS[case])
+
+
+LABELS = {  # head: (inputs, labels out of range, the error)
+    "ForMaskedLM": (
+        dict(input_ids=IDS),
+        IDS.index_fill(1, torch.tensor([2]), 100),
+        r"`labels` must lie in \[0, 99\] \(vocab_size=100\) or be -100 \(ignored\), got \[100\]",
+    ),
+    "ForTokenClassification": (
+        dict(input_ids=IDS),
+        torch.full((2, 10), -100).index_fill(1, torch.tensor([2]), 3),
+        r"`labels` must lie in \[0, 2\] \(num_labels=3\) or be -100 \(ignored\), got \[3\]",
+    ),
+    "ForMultipleChoice": (
+        dict(input_ids=question_answer_ids(6, 3, 17).view(2, 3, 17)),
+        torch.tensor([1, -1]),
+        r"`labels` must lie in \[0, 2\] \(the 3 choices\) or be -100 \(ignored\), got \[-1\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("head", list(LABELS))
+def test_labels_out_of_range_are_refused(head):
+    model = getattr(hubformers, f"Longformer{head}")(hubformers.LongformerConfig(**TINY_LONGFORMER)).train()
+    batch_inputs, labels, message = LABELS[head]
+    assert_refused_without_a_change(model, dict(batch_inputs, labels=labels), message)
+
+
+def test_token_labels_of_minus_100_are_ignored_as_in_transformers(tmp_path):
+    reference, ours = reference_and_ours(
+        tmp_path, transformers.LongformerForTokenClassification, hubformers.LongformerForTokenClassification
+    )
+    batch_inputs = inputs(2, 15, 3, (0,))
+    labels = torch.randint(0, 3, (2, 15)).index_fill(1, torch.tensor([0, 4, 5]), -100)
+    with torch.no_grad():
+        expected, got = reference(**batch_inputs, labels=labels).loss, ours(**batch_inputs, labels=labels).loss
+    assert abs(expected - got) <= TOL
+
+
+def test_question_answering_positions_beyond_the_sequence_as_in_transformers(tmp_path):
+    """Positions past the end are clamped to the length and left out of the loss, as transformers does."""
+    reference, ours = reference_and_ours(
+        tmp_path, transformers.LongformerForQuestionAnswering, hubformers.LongformerForQuestionAnswering, num_labels=2
+    )
+    batch_inputs = dict(input_ids=question_answer_ids(3, 4, 23))
+    positions = dict(start_positions=torch.tensor([5, 30, 23]), end_positions=torch.tensor([40, 9, 22]))
+    with torch.no_grad():
+        expected, got = reference(**batch_inputs, **positions).loss, ours(**batch_inputs, **positions).loss
+    assert abs(expected - got) <= TOL
+    with pytest.raises(ValueError, match=r"both `start_positions` and `end_positions`.*got only `end_positions`"):
+        ours(**batch_inputs, end_positions=positions["end_positions"])
+
+
 def test_question_answering_needs_a_separator_without_a_mask():
     model = hubformers.LongformerForQuestionAnswering(hubformers.LongformerConfig(**TINY_LONGFORMER))
     with pytest.raises(ValueError, match=r"separator token \(sep_token_id=2\)"):

@@ -33,11 +33,12 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+from typing_extensions import Unpack
 
-from .checks import check_classification_labels
+from .checks import IGNORE_INDEX, check_classification_labels
 from .chunking import in_row_chunks, is_static, map_chunks
 from .configuration_longformer import LongformerConfig
 from .fused_linear import is_plain_linear, linear_layer
@@ -144,6 +145,32 @@ def default_global_attention_mask(input_ids: torch.Tensor, sep_token_id: int, qu
 def check_mask_shape(name: str, mask: torch.Tensor | None, shape: torch.Size) -> None:
     if mask is not None and mask.shape != shape:
         raise ValueError(f"`{name}` must have the input's shape {tuple(shape)}, got {tuple(mask.shape)}.")
+
+
+def input_shape(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> torch.Size:
+    if input_ids is None and inputs_embeds is None:
+        raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`, got neither.")
+    return input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
+
+
+def check_indices(name: str, values: torch.Tensor | None, size: int, field: str, ignore_index: int | None = None):
+    """Integer indices into `size` rows (of an embedding table, or classes), or `ignore_index`: a ValueError
+    where the embedding or the loss would raise an IndexError. The values are read eagerly only: under a
+    compiler trace a data-dependent branch would break the graph."""
+    if values is None:
+        return
+    if values.is_floating_point() or values.dtype == torch.bool:
+        raise ValueError(f"`{name}` must hold integer indices, got {values.dtype}.")
+    if torch.compiler.is_compiling():
+        return
+    outside = (values < 0) | (values >= size)
+    if ignore_index is not None:
+        outside &= values != ignore_index
+    if outside.any():
+        ignored = "" if ignore_index is None else f" or be {ignore_index} (ignored)"
+        raise ValueError(
+            f"`{name}` must lie in [0, {size - 1}] ({field}){ignored}, got {values[outside].unique()[:5].tolist()}."
+        )
 
 
 # --- embeddings -------------------------------------------------------------------------------------------
@@ -600,7 +627,7 @@ class LongformerModel(LongformerPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> LongformerModelOutput:
         # global probabilities are recorded whenever the local ones are
         kwargs["output_global_attentions"] = kwargs.get("output_attentions", self.config.output_attentions)
@@ -608,22 +635,45 @@ class LongformerModel(LongformerPreTrainedModel):
             input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs
         )
 
-    @capture_outputs
-    def encode(
-        self, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs
-    ) -> LongformerModelOutput:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
-        shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
-        if len(shape) != 2:
-            raise ValueError(f"`input_ids` must have shape (batch, tokens), got {tuple(shape)}.")
-        for name, mask in [
+    def check_inputs(
+        self, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds
+    ) -> None:
+        """Shapes, and the indices against the embedding tables, before anything runs."""
+        if input_ids is not None and inputs_embeds is not None:
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`, not both.")
+        if input_ids is not None:
+            name, shape, expected = "input_ids", input_ids.shape, (2, "(batch, tokens)")
+        else:
+            hidden_size = self.config.hidden_size
+            name, shape, expected = "inputs_embeds", inputs_embeds.shape, (3, f"(batch, tokens, {hidden_size})")
+        if len(shape) != expected[0] or (inputs_embeds is not None and shape[-1] != self.config.hidden_size):
+            raise ValueError(f"`{name}` must have shape {expected[1]}, got {tuple(shape)}.")
+        if shape[0] == 0 or shape[1] == 0:
+            raise ValueError(
+                f"`{name}` must hold at least one sequence of at least one token, got shape {tuple(shape)}."
+            )
+        shape = shape[:2]
+        for mask_name, mask in [
             ("attention_mask", attention_mask),
             ("global_attention_mask", global_attention_mask),
             ("token_type_ids", token_type_ids),
             ("position_ids", position_ids),
         ]:
-            check_mask_shape(name, mask, shape)
+            check_mask_shape(mask_name, mask, shape)
+        config = self.config
+        check_indices("input_ids", input_ids, config.vocab_size, f"config.vocab_size={config.vocab_size}")
+        check_indices(
+            "token_type_ids", token_type_ids, config.type_vocab_size, f"config.type_vocab_size={config.type_vocab_size}"
+        )
+        rows = config.max_position_embeddings
+        check_indices("position_ids", position_ids, rows, f"the position table, config.max_position_embeddings={rows}")
+
+    @capture_outputs
+    def encode(
+        self, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs
+    ) -> LongformerModelOutput:
+        shape = input_shape(input_ids, inputs_embeds)
+        self.check_inputs(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds)
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         if attention_mask is None:
             attention_mask = torch.ones(shape, dtype=torch.long, device=hidden_states.device)
@@ -672,12 +722,14 @@ def head_output(outputs: LongformerModelOutput, **fields) -> LongformerHeadOutpu
     )
 
 
-def check_token_labels(labels: torch.Tensor, input_shape: torch.Size) -> None:
-    if labels.shape != input_shape or labels.is_floating_point():
+def check_token_labels(labels: torch.Tensor, shape: torch.Size, num_classes: int, field: str) -> None:
+    """One class id per token (`IGNORE_INDEX` for tokens left out of the loss), checked before the forward."""
+    if labels.shape != shape or labels.is_floating_point():
         raise ValueError(
-            f"`labels` must be integer ids of the input's shape {tuple(input_shape)}, "
+            f"`labels` must be integer ids of the input's shape {tuple(shape)}, "
             f"got {labels.dtype} of shape {tuple(labels.shape)}."
         )
+    check_indices("labels", labels, num_classes, field, IGNORE_INDEX)
 
 
 class LongformerForMaskedLM(LongformerPreTrainedModel):
@@ -701,13 +753,27 @@ class LongformerForMaskedLM(LongformerPreTrainedModel):
         self.lm_head.decoder = new_embeddings
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, labels=None, **kwargs):
-        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, **kwargs)
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> LongformerHeadOutput:
+        vocab_size = self.config.vocab_size
+        if labels is not None:
+            check_token_labels(labels, input_shape(input_ids, inputs_embeds), vocab_size, f"vocab_size={vocab_size}")
+        outputs = self.longformer(
+            input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs
+        )
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
-            check_token_labels(labels, logits.shape[:-1])
-            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+            loss = self.loss_function(logits, labels, vocab_size=vocab_size, **kwargs)
         return head_output(outputs, loss=loss, logits=logits)
 
 
@@ -723,15 +789,22 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
 
     @can_return_tuple
     def forward(
-        self, input_ids=None, attention_mask=None, global_attention_mask=None, labels=None, inputs_embeds=None, **kwargs
-    ):
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> LongformerHeadOutput:
         if global_attention_mask is None:
-            shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
             device = input_ids.device if input_ids is not None else inputs_embeds.device
-            global_attention_mask = torch.zeros(shape, dtype=torch.long, device=device)
-            global_attention_mask[:, 0] = 1
+            global_attention_mask = torch.zeros(input_shape(input_ids, inputs_embeds), dtype=torch.long, device=device)
+            global_attention_mask[:, :1] = 1
         outputs = self.longformer(
-            input_ids, attention_mask, global_attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs
         )
         logits = self.classifier(outputs.last_hidden_state)
         loss = None
@@ -752,19 +825,34 @@ class LongformerForTokenClassification(LongformerPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, labels=None, **kwargs):
-        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, **kwargs)
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> LongformerHeadOutput:
+        num_labels = self.config.num_labels
+        if labels is not None:
+            check_token_labels(labels, input_shape(input_ids, inputs_embeds), num_labels, f"num_labels={num_labels}")
+        outputs = self.longformer(
+            input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs
+        )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
-            check_token_labels(labels, logits.shape[:-1])
             loss = self.loss_function(logits, labels, self.config, **kwargs)
         return head_output(outputs, loss=loss, logits=logits)
 
 
 class LongformerForQuestionAnswering(LongformerPreTrainedModel):
     """Span start/end logits per token; the question (the tokens before the first separator) is global by
-    default (paper Section 6). The loss averages the start and end cross-entropies."""
+    default (paper Section 6). The loss averages the start and end cross-entropies; positions beyond the
+    sequence are clamped to its length and left out, as in transformers."""
 
     def __init__(self, config: LongformerConfig):
         super().__init__(config)
@@ -775,20 +863,30 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        global_attention_mask=None,
-        start_positions=None,
-        end_positions=None,
-        **kwargs,
-    ):
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> LongformerQuestionAnsweringOutput:
+        if (start_positions is None) != (end_positions is None):
+            given = "start_positions" if end_positions is None else "end_positions"
+            raise ValueError(
+                f"A loss needs both `start_positions` and `end_positions` (or neither), got only `{given}`."
+            )
         if global_attention_mask is None and input_ids is not None:
             global_attention_mask = default_global_attention_mask(input_ids, self.config.sep_token_id, question=True)
-        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, **kwargs)
+        outputs = self.longformer(
+            input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs
+        )
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
         start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
         loss = None
-        if start_positions is not None and end_positions is not None:
+        if start_positions is not None:
             loss = self.loss_function(start_logits, end_logits, start_positions, end_positions, **kwargs)
         return LongformerQuestionAnsweringOutput(
             loss=loss,
@@ -814,20 +912,35 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        global_attention_mask=None,
-        labels=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        **kwargs,
-    ):
+        input_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> LongformerHeadOutput:
+        """The arguments in transformers' order (token type ids second), tensors of shape (batch, choices, tokens)."""
         inputs = input_ids if input_ids is not None else inputs_embeds
         if inputs is None or inputs.ndim != 3 + (input_ids is None):
             shape = None if inputs is None else tuple(inputs.shape)
             raise ValueError(f"`input_ids` must have shape (batch, choices, tokens), got {shape}.")
-        num_choices = inputs.shape[1]
+        batch_size, num_choices = inputs.shape[:2]
+        for name, mask in [
+            ("attention_mask", attention_mask),
+            ("global_attention_mask", global_attention_mask),
+            ("token_type_ids", token_type_ids),
+            ("position_ids", position_ids),
+        ]:
+            check_mask_shape(name, mask, inputs.shape[:3])
+        if labels is not None:
+            if labels.shape != (batch_size,) or labels.is_floating_point():
+                raise ValueError(
+                    f"`labels` must be integer ids of shape ({batch_size},), got {labels.dtype} of shape "
+                    f"{tuple(labels.shape)}."
+                )
+            check_indices("labels", labels, num_choices, f"the {num_choices} choices", IGNORE_INDEX)
         if global_attention_mask is None and input_ids is not None:
             global_attention_mask = default_global_attention_mask(input_ids, self.config.sep_token_id, question=False)
 
@@ -838,17 +951,13 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
             flat(input_ids),
             flat(attention_mask),
             flat(global_attention_mask),
-            token_type_ids=flat(token_type_ids),
-            position_ids=flat(position_ids),
-            inputs_embeds=flat(inputs_embeds),
+            flat(token_type_ids),
+            flat(position_ids),
+            flat(inputs_embeds),
             **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
-        loss = None
-        if labels is not None:
-            if labels.shape != logits.shape[:1]:
-                raise ValueError(f"`labels` must have shape ({logits.shape[0]},), got {tuple(labels.shape)}.")
-            loss = F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
         return head_output(outputs, loss=loss, logits=logits)
 
 
