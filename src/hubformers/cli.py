@@ -15,6 +15,7 @@ from . import __version__
 COMMANDS = {
     "train": ("train", "Train a model with transformers' Trainer and leave a Hub-ready folder."),
     "convert": ("convert", "Convert a checkpoint from another library into a hubformers folder."),
+    "export": ("export", "Export a saved model to ONNX, checked in onnxruntime against PyTorch."),
     "benchmark": ("benchmark", "Time hubformers against the reference implementations on the same weights."),
     "visualize-attention": ("visualize_attention", "Draw a ViT's or Swin's attention maps over an image."),
     "zero-shot": ("zero_shot", "Rank text labels for an image with a CLIP model."),
