@@ -262,11 +262,13 @@ class CLIPPreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
 
+def outside_table(ids: torch.Tensor, table_size: int) -> torch.Tensor:
+    """A 0-d bool tensor, on the ids' device: some id does not index a table of `table_size` rows."""
+    low, high = torch.aminmax(ids)
+    return (low < 0) | (high >= table_size)
+
+
 def check_ids_in_table(name: str, ids: torch.Tensor, table_size: int, field: str) -> None:
-    """Every id indexes a table of `table_size` rows. It reads the values, so it is left out under torch.compile
-    (a data-dependent branch would break the graph)."""
-    if torch.compiler.is_compiling():
-        return
     low, high = (value.item() for value in torch.aminmax(ids))
     if low < 0 or high >= table_size:
         raise ValueError(
@@ -274,8 +276,8 @@ def check_ids_in_table(name: str, ids: torch.Tensor, table_size: int, field: str
         )
 
 
-def check_input_ids(input_ids: torch.Tensor | None, vocab_size: int, max_positions: int) -> None:
-    """A non-empty (batch, length) integer tensor of vocabulary ids, no longer than the position table."""
+def check_input_ids(input_ids: torch.Tensor | None, max_positions: int) -> None:
+    """A non-empty (batch, length) integer tensor, no longer than the position table."""
     if input_ids is None:
         raise ValueError("`input_ids` are missing: tokenize the text first (CLIPProcessor(text=...)).")
     if input_ids.ndim != 2 or input_ids.is_floating_point():
@@ -292,7 +294,6 @@ def check_input_ids(input_ids: torch.Tensor | None, vocab_size: int, max_positio
             f"`input_ids` has {input_ids.shape[1]} tokens, more than the {max_positions} positions the text tower "
             "has (config.max_position_embeddings); truncate the text (CLIPProcessor does by default)."
         )
-    check_ids_in_table("input_ids", input_ids, vocab_size, "vocab_size")
 
 
 def check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> None:
@@ -303,8 +304,8 @@ def check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.T
         )
 
 
-def check_position_ids(position_ids: torch.Tensor | None, input_ids: torch.Tensor, max_positions: int) -> None:
-    """Integer positions of shape (length,), (1, length) or (batch, length), inside the position table."""
+def check_position_ids(position_ids: torch.Tensor | None, input_ids: torch.Tensor) -> None:
+    """Integer positions of shape (length,), (1, length) or (batch, length)."""
     if position_ids is None:
         return
     batch_size, length = input_ids.shape
@@ -313,7 +314,6 @@ def check_position_ids(position_ids: torch.Tensor | None, input_ids: torch.Tenso
             f"`position_ids` must be integers of shape ({length},), (1, {length}) or ({batch_size}, {length}), "
             f"got {position_ids.dtype} of shape {tuple(position_ids.shape)}."
         )
-    check_ids_in_table("position_ids", position_ids, max_positions, "max_position_embeddings")
 
 
 class CLIPTextModel(CLIPPreTrainedModel):
@@ -340,24 +340,34 @@ class CLIPTextModel(CLIPPreTrainedModel):
     def check_inputs(
         self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None
     ) -> None:
-        """Ids and positions inside the embedding tables (their sizes, so resized embeddings are followed), and
-        a mask of the ids' shape."""
-        vocab_size = self.embeddings.token_embedding.num_embeddings
-        max_positions = self.embeddings.position_embedding.num_embeddings
-        check_input_ids(input_ids, vocab_size, max_positions)
+        """Shapes, then the values (left out under torch.compile, where a branch on them would break the graph)."""
+        check_input_ids(input_ids, self.embeddings.position_embedding.num_embeddings)
         check_attention_mask(attention_mask, input_ids)
-        check_position_ids(position_ids, input_ids, max_positions)
+        check_position_ids(position_ids, input_ids)
+        if not torch.compiler.is_compiling():
+            self.check_values(input_ids, position_ids)
+
+    def check_values(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> None:
+        """Ids and positions inside the embedding tables (their sizes, so resized embeddings are followed) and an
+        end-of-text token in every text, where the tower pools; read back from the device once for all."""
+        tables = [("input_ids", input_ids, self.embeddings.token_embedding.num_embeddings, "vocab_size")]
+        if position_ids is not None:
+            max_positions = self.embeddings.position_embedding.num_embeddings
+            tables.append(("position_ids", position_ids, max_positions, "max_position_embeddings"))
+        has_eos = (input_ids == self.config.eos_token_id).any(dim=1)
+        if not torch.stack([~has_eos.all()] + [outside_table(ids, size) for _, ids, size, _ in tables]).any():
+            return
+        for table in tables:
+            check_ids_in_table(*table)
+        raise ValueError(
+            f"Texts {(~has_eos).nonzero().flatten().tolist()} of the batch have no end-of-text token "
+            f"(eos_token_id={self.config.eos_token_id}), where the text tower pools; tokenize with the CLIP "
+            "tokenizer, which appends it."
+        )
 
     def end_of_text_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(batch,) index of each text's first `eos_token_id`; a text without one is a ValueError."""
-        is_eos = input_ids == self.config.eos_token_id
-        if not torch.compiler.is_compiling() and not is_eos.any(dim=1).all():
-            missing = (~is_eos.any(dim=1)).nonzero().flatten().tolist()
-            raise ValueError(
-                f"Texts {missing} of the batch have no end-of-text token (eos_token_id={self.config.eos_token_id}), "
-                "where the text tower pools; tokenize with the CLIP tokenizer, which appends it."
-            )
-        return is_eos.int().argmax(dim=1)
+        """(batch,) index of each text's first `eos_token_id` (`check_values` made sure there is one)."""
+        return (input_ids == self.config.eos_token_id).int().argmax(dim=1)
 
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
