@@ -403,6 +403,20 @@ def test_a_misspelt_key_is_named_in_a_warning(tmp_path, warnings_of):
     assert [m for m in warnings_of() if "`num_hiden_layers`" in m and "ViTConfig has no setting" in m]
 
 
+def test_clip_tower_dicts_of_early_transformers_configs(tmp_path, warnings_of):
+    """Early transformers versions wrote `text_config_dict` / `vision_config_dict` (null in openai's configs):
+    a null one is no unknown key, and a filled one gives the tower, as in transformers."""
+    config_dict = hubformers.CLIPConfig(**TINY_CLIP).to_dict()
+    write_config(tmp_path / "null", {**config_dict, "text_config_dict": None, "vision_config_dict": None})
+    assert hubformers.CLIPConfig.from_pretrained(tmp_path / "null").to_dict() == config_dict
+    assert not warnings_of()
+    text_config_dict = {**TINY_TEXT, "num_hidden_layers": 3, "intermediate_size": 48}
+    reference = transformers.CLIPConfig(**TINY_CLIP, text_config_dict=text_config_dict).text_config
+    ours = hubformers.CLIPConfig(**TINY_CLIP, text_config_dict=text_config_dict).text_config
+    for key in ("num_hidden_layers", "intermediate_size", "hidden_size", "vocab_size"):
+        assert getattr(ours, key) == getattr(reference, key), key
+
+
 @pytest.mark.parametrize("config_class", CONFIGS, ids=ids)
 def test_keys_transformers_writes_raise_no_warning(config_class, tmp_path, warnings_of):
     """Our own saves, and transformers' config of the same architecture saved with every key it writes (what its

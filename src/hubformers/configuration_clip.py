@@ -209,6 +209,12 @@ class CLIPConfig(HubformersConfig):
     initializer_factor: float | int = 1.0
 
     def __post_init__(self, **kwargs):
+        for name in ("text_config", "vision_config"):
+            # configs written by early transformers versions (openai's on the Hub) may give a tower here
+            # instead; where they do, it is the tower (as in transformers), else the key is null
+            legacy = kwargs.pop(f"{name}_dict", None)
+            if legacy is not None:
+                setattr(self, name, legacy)
         kwargs = self.read_extra_kwargs(kwargs)
         require_positive(
             projection_dim=self.projection_dim,

@@ -78,6 +78,11 @@ FROM_DICT_KEYWORDS = frozenset(
 )
 
 
+def as_dict(config: PreTrainedConfig | dict | None) -> dict:
+    """A sub-config as the dict it can be built from (None: all defaults)."""
+    return config.to_dict() if isinstance(config, PreTrainedConfig) else dict(config or {})
+
+
 @cache
 def known_keys(config_class: type["HubformersConfig"]) -> frozenset[str]:
     """Every key a config.json for `config_class` may hold without a warning: its fields and aliases, transformers'
@@ -136,8 +141,7 @@ class HubformersConfig(PreTrainedConfig):
                 continue  # not a setting: transformers returns it as unused (a model's keyword argument)
             value = kwargs.pop(key)
             if key in cls.sub_configs and isinstance(value, dict):
-                loaded = config_dict.get(key) or {}
-                value = {**(loaded.to_dict() if isinstance(loaded, PreTrainedConfig) else loaded), **value}
+                value = {**as_dict(config_dict.get(key)), **value}
             config_dict[key] = value
         return super().from_dict(config_dict, **kwargs)
 
