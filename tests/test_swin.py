@@ -2,12 +2,16 @@
 than the map, window-size change on load, the backbone under UperNet, cached masks, export, and clear errors
 on bad input."""
 
+import inspect
+from typing import Unpack
+
 import pytest
 import torch
 import torch.nn.functional as F
 import transformers
 from conftest import max_abs_diff
 from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
+from transformers.utils import TransformersKwargs
 
 import hubformers
 from hubformers import cpu_kernels, fused_linear, modeling_swin
@@ -31,6 +35,12 @@ TINY_SWIN = dict(
 )
 # heights/widths: no padding; padding at every stage; odd maps before merging; non-square
 SIZES = [(32, 32), (40, 28), (36, 52), (30, 62)]
+MODEL_CLASSES = [
+    hubformers.SwinModel,
+    hubformers.SwinForImageClassification,
+    hubformers.SwinForMaskedImageModeling,
+    hubformers.SwinBackbone,
+]
 
 
 def randomize(model: torch.nn.Module) -> torch.nn.Module:
@@ -121,6 +131,50 @@ def test_attention_maps_match_transformers_eager(tmp_path):
     assert plain.attentions is None
     assert max_abs_diff(plain.last_hidden_state, got.last_hidden_state) <= TOL
     assert max_abs_diff(expected.pooler_output, got.pooler_output) <= TOL
+
+
+@pytest.mark.parametrize(
+    "our_class", [hubformers.SwinModel, hubformers.SwinForImageClassification, hubformers.SwinBackbone]
+)
+def test_outputs_requested_through_the_config_match_transformers(tmp_path, our_class):
+    """`config.output_hidden_states` / `output_attentions` give what the call's arguments give, the maps in
+    `reshaped_hidden_states` (the backbone's `hidden_states`) included, as transformers' Swin configured the
+    same way does."""
+    reference_class = getattr(transformers, our_class.__name__)
+    overrides = (
+        dict(out_features=["stem", "stage1", "stage2", "stage3"]) if our_class is hubformers.SwinBackbone else {}
+    )
+    folder = reference_folder(tmp_path, reference_class, **overrides)
+    reference = reference_class.from_pretrained(folder, attn_implementation="eager").eval()
+    ours = our_class.from_pretrained(folder, attn_implementation="eager").eval()  # configs refuse it with sdpa
+    for model in (reference, ours):
+        model.config.output_hidden_states = model.config.output_attentions = True
+    pixel_values = torch.randn(2, 3, 40, 28)
+    with torch.no_grad():
+        expected, got = reference(pixel_values), ours(pixel_values)
+    names = ["hidden_states", "attentions"] + (
+        [] if our_class is hubformers.SwinBackbone else ["reshaped_hidden_states"]
+    )
+    for name in names:
+        assert got[name] is not None and len(got[name]) == len(expected[name]) > 0, name
+        for e, g in zip(expected[name], got[name]):
+            assert e.shape == g.shape and max_abs_diff(e, g) <= TOL, name
+
+
+def test_outputs_depend_only_on_the_input(tmp_path):
+    """A call at a small size (whose maps are smaller than a window) leaves no trace in later calls: after it,
+    a large image gives exactly what a fresh model gives, and what a freshly loaded transformers Swin gives
+    (whose layers keep the window they shrank to, so that one call changes every later output)."""
+    folder = reference_folder(tmp_path, transformers.SwinForImageClassification)
+    ours = hubformers.SwinForImageClassification.from_pretrained(folder).eval()
+    fresh = hubformers.SwinForImageClassification.from_pretrained(folder).eval()
+    small, large = torch.randn(2, 3, 16, 20), torch.randn(2, 3, 64, 56)
+    with torch.no_grad():
+        ours(small)
+        got = ours(large).logits
+        assert torch.equal(got, fresh(large).logits)
+        reference = transformers.SwinForImageClassification.from_pretrained(folder).eval()
+        assert max_abs_diff(reference(large).logits, got) <= TOL
 
 
 def test_masked_image_modeling_matches_transformers(tmp_path):
@@ -367,7 +421,11 @@ def test_auto_classes_resolve_to_ours(tmp_path):
 
 
 @pytest.mark.slow
-def test_torch_export_with_dynamic_batch_height_and_width():
+@pytest.mark.parametrize("named", [True, False])
+def test_torch_export_with_dynamic_batch_height_and_width(named):
+    """Exported at one size, the program runs at sizes that pad differently at every stage, whose last map is
+    narrower than a window (and so shifts no window) or wider (and shifts), with named `Dim`s as with
+    `Dim.DYNAMIC`: the padding is computed, never branched on."""
     model = hubformers.SwinForImageClassification(hubformers.SwinConfig(**TINY_SWIN)).eval()
 
     class Logits(torch.nn.Module):
@@ -378,20 +436,53 @@ def test_torch_export_with_dynamic_batch_height_and_width():
         def forward(self, pixel_values):
             return self.swin(pixel_values).logits
 
-    # from 40 pixels up every stage's map is wider than the window; sizes in between need padding. Dim.DYNAMIC
-    # rather than named dims: the padding arithmetic leaves guards such as h % (24 * h) != 0, true for every
-    # size but beyond sympy's proofs, which named dims turn into a constraint violation.
-    size = torch.export.Dim.DYNAMIC(min=40, max=256)
+    Dim = torch.export.Dim
+    if named:
+        batch, height, width = Dim("batch", max=64), Dim("height", min=24, max=256), Dim("width", min=24, max=256)
+    else:
+        batch, height, width = Dim.DYNAMIC(max=64), Dim.DYNAMIC(min=24, max=256), Dim.DYNAMIC(min=24, max=256)
     exported = torch.export.export(
-        Logits(model),
-        (torch.randn(2, 3, 64, 48),),
-        dynamic_shapes={"pixel_values": {0: torch.export.Dim.DYNAMIC(max=64), 2: size, 3: size}},
+        Logits(model), (torch.randn(2, 3, 32, 48),), dynamic_shapes={"pixel_values": {0: batch, 2: height, 3: width}}
     )
-    for batch, size in [(2, (64, 48)), (3, (72, 100)), (1, (41, 57)), (2, (256, 40))]:
+    sizes = [(2, (32, 48)), (1, (44, 28)), (3, (40, 40)), (2, (64, 56)), (1, (256, 40)), (5, (33, 250))]
+    for batch, size in sizes:
         pixel_values = torch.randn(batch, 3, *size)
         with torch.no_grad():
             expected = model(pixel_values).logits
-        assert max_abs_diff(exported.module()(pixel_values), expected) <= TOL
+        assert max_abs_diff(exported.module()(pixel_values), expected) <= TOL, size
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_with_labels():
+    model = hubformers.SwinForImageClassification(hubformers.SwinConfig(**TINY_SWIN)).eval()
+    pixel_values, labels = torch.randn(2, 3, 32, 32), torch.tensor([1, -100])
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        expected, got = model(pixel_values, labels=labels), compiled(pixel_values, labels=labels)
+    assert max_abs_diff(expected.logits, got.logits) <= TOL and abs(expected.loss - got.loss) <= TOL
+
+
+def test_ignored_labels_match_transformers(tmp_path):
+    """-100 marks a label left out of the single-label loss, as transformers' cross-entropy does; a rejected
+    call leaves the config as it was."""
+    folder = reference_folder(tmp_path, transformers.SwinForImageClassification)
+    reference = transformers.SwinForImageClassification.from_pretrained(folder).eval()
+    ours = hubformers.SwinForImageClassification.from_pretrained(folder).eval()
+    pixel_values, labels = torch.randn(3, 3, 32, 32), torch.tensor([-100, 2, 0])
+    with pytest.raises(ValueError, match=r"multi-label classification needs `labels` of shape \(3, 3\)"):
+        ours(pixel_values, labels=labels.float())
+    assert ours.config.problem_type is None
+    with torch.no_grad():
+        expected, got = reference(pixel_values, labels=labels), ours(pixel_values, labels=labels)
+    assert abs(expected.loss.item() - got.loss.item()) <= TOL
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\] .* or be -100, got values from -1 to 2"):
+        ours(pixel_values, labels=torch.tensor([-1, 2, -100]))
+
+
+@pytest.mark.parametrize("our_class", MODEL_CLASSES)
+def test_forward_kwargs_are_typed(our_class):
+    kwargs = inspect.signature(our_class.forward).parameters["kwargs"]
+    assert kwargs.annotation == Unpack[TransformersKwargs]
 
 
 # --- bad input: a ValueError that names what was expected and what came -------------------------
@@ -412,10 +503,29 @@ def test_bad_pixel_values(pixel_values, message):
         model(pixel_values)
 
 
+@pytest.mark.parametrize("model_class", MODEL_CLASSES)
+@pytest.mark.parametrize(
+    "pixel_values, message",
+    [
+        (None, r"`pixel_values` must be a tensor of shape \(batch, 3, height, width\), got NoneType"),
+        (torch.randn(0, 3, 32, 32), r"at least one image, got shape \(0, 3, 32, 32\)"),
+        (torch.randn(2, 3, 32, 1), r"at least one patch \(2x2 pixels\), got 32x1"),
+    ],
+)
+def test_bad_images_for_every_head(model_class, pixel_values, message):
+    model = model_class(hubformers.SwinConfig(**TINY_SWIN)).eval()
+    with pytest.raises(ValueError, match=message):
+        model(pixel_values)
+
+
 def test_bad_mask_and_stride():
     model = hubformers.SwinForMaskedImageModeling(hubformers.SwinConfig(**TINY_SWIN))
     with pytest.raises(ValueError, match=r"bool_masked_pos.*\(2, 256\), got \(2, 255\)"):
         model(torch.randn(2, 3, 32, 32), bool_masked_pos=torch.zeros(2, 255, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"bool_masked_pos.*\(2, 256\), got \(2, 16, 16\)"):
+        model(torch.randn(2, 3, 32, 32), bool_masked_pos=torch.zeros(2, 16, 16, dtype=torch.bool))
+    with pytest.raises(ValueError, match="`bool_masked_pos` needs a model with a mask token"):
+        hubformers.SwinModel(model.config)(torch.randn(2, 3, 32, 32), bool_masked_pos=torch.zeros(2, 256).bool())
     with pytest.raises(ValueError, match=r"divisible by the total stride \(8, 8\), got 36x32"):
         model(torch.randn(2, 3, 36, 32), bool_masked_pos=torch.zeros(2, 18 * 16, dtype=torch.bool))
     model = hubformers.SwinForMaskedImageModeling(hubformers.SwinConfig(**{**TINY_SWIN, "encoder_stride": 4}))

@@ -1,15 +1,21 @@
 """ViT: parity with transformers' ViT on the same weights, the Auto classes, attention maps under every
 backend, any resolution, export/compile, and clear errors on bad input."""
 
+import inspect
+from typing import Unpack
+
 import pytest
 import torch
 import transformers
 from conftest import TINY_VIT, max_abs_diff
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoProcessor
+from transformers.utils import TransformersKwargs
 
 import hubformers
+from hubformers.modeling_vit import classification_loss
 
 TOL = 1e-5
+MODEL_CLASSES = [hubformers.ViTModel, hubformers.ViTForImageClassification, hubformers.ViTForMaskedImageModeling]
 
 
 def reference_and_ours(tmp_path, reference_class, our_class, **overrides):
@@ -112,6 +118,31 @@ def test_attention_maps_requested_through_the_config():
     torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(1, 4, 17))
 
 
+@pytest.mark.parametrize("our_class", MODEL_CLASSES)
+def test_outputs_requested_through_the_config_match_transformers(tmp_path, our_class):
+    """`config.output_hidden_states` / `output_attentions` give what the call's arguments give, as in
+    transformers (its own model, configured the same way, is the oracle)."""
+    reference_class = getattr(transformers, our_class.__name__)
+    reference, ours = reference_and_ours(tmp_path, reference_class, our_class)
+    for model in (reference, ours):
+        model.set_attn_implementation("eager")
+        model.config.output_hidden_states = model.config.output_attentions = True
+    pixel_values = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected, got = reference(pixel_values), ours(pixel_values)
+    for name in ("hidden_states", "attentions"):
+        assert len(got[name]) == len(expected[name]) == TINY_VIT["num_hidden_layers"] + (name == "hidden_states")
+        for e, g in zip(expected[name], got[name]):
+            assert e.shape == g.shape and max_abs_diff(e, g) <= TOL, name
+
+
+@pytest.mark.parametrize("our_class", MODEL_CLASSES)
+def test_forward_kwargs_are_typed(our_class):
+    """Tools that read signatures (transformers' docs and checks, IDEs) see the output options."""
+    kwargs = inspect.signature(our_class.forward).parameters["kwargs"]
+    assert kwargs.annotation == Unpack[TransformersKwargs]
+
+
 def test_auto_classes_resolve_to_ours(tmp_path):
     config = hubformers.ViTConfig(**TINY_VIT)
     hubformers.ViTForImageClassification(config).save_pretrained(tmp_path)
@@ -208,6 +239,67 @@ def test_losses_follow_problem_type(problem_type, labels):
     assert abs(out.loss.item() - expected.item()) <= 1e-6
 
 
+def test_ignored_labels_match_transformers(tmp_path):
+    """-100 marks a label left out of the single-label loss, as transformers' cross-entropy does."""
+    reference, ours = reference_and_ours(
+        tmp_path, transformers.ViTForImageClassification, hubformers.ViTForImageClassification
+    )
+    pixel_values, labels = torch.randn(4, 3, 32, 32), torch.tensor([2, -100, 0, -100])
+    with torch.no_grad():
+        expected, got = reference(pixel_values, labels=labels), ours(pixel_values, labels=labels)
+        kept = torch.nn.functional.cross_entropy(got.logits[[0, 2]], labels[[0, 2]])
+    assert abs(expected.loss.item() - got.loss.item()) <= TOL
+    assert abs(kept.item() - got.loss.item()) <= 1e-6
+
+
+def test_problem_type_is_decided_per_call():
+    """Without `config.problem_type` every call infers it from its own labels and the config stays unset: a
+    refused call changes nothing, and integer labels after float ones (or the other way round) still work."""
+    model = hubformers.ViTForImageClassification(hubformers.ViTConfig(**TINY_VIT)).eval()
+    pixel_values = torch.randn(2, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"multi-label classification needs `labels` of shape \(2, 3\)"):
+        model(pixel_values, labels=torch.tensor([0.0, 1.0]))
+    assert model.config.problem_type is None
+    with torch.no_grad():
+        logits = model(pixel_values).logits
+        single = model(pixel_values, labels=torch.tensor([0, 2])).loss
+        multi_labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+        multi = model(pixel_values, labels=multi_labels).loss
+        again = model(pixel_values, labels=torch.tensor([0, 2])).loss
+    assert model.config.problem_type is None
+    assert abs(single.item() - torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])).item()) <= 1e-6
+    expected_multi = torch.nn.functional.binary_cross_entropy_with_logits(logits, multi_labels)
+    assert abs(multi.item() - expected_multi.item()) <= 1e-6 and again.item() == single.item()
+    # a type the user set is kept, and labels of another kind are refused
+    model.config.problem_type = "multi_label_classification"
+    with pytest.raises(ValueError, match="multi-label"):
+        model(pixel_values, labels=torch.tensor([0, 2]))
+    assert model.config.problem_type == "multi_label_classification"
+
+
+def test_label_checks_compile_without_graph_breaks():
+    """The label checks and the loss trace into one graph (no host read of the labels' values); out-of-range
+    labels still fail in the compiled call, through an asynchronous assert."""
+    model = hubformers.ViTForImageClassification(hubformers.ViTConfig(**TINY_VIT))
+    logits = torch.randn(4, 3)
+    compiled = torch.compile(lambda labels: classification_loss(model, labels, logits), fullgraph=True, backend="eager")
+    labels = torch.tensor([2, -100, 0, 1])
+    assert abs(compiled(labels).item() - torch.nn.functional.cross_entropy(logits, labels).item()) <= 1e-6
+    with pytest.raises(RuntimeError, match=r"must lie in \[0, 2\].*or be -100"):
+        compiled(torch.tensor([2, 3, 0, 1]))
+    assert model.config.problem_type is None
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_with_labels():
+    model = hubformers.ViTForImageClassification(hubformers.ViTConfig(**TINY_VIT)).eval()
+    pixel_values, labels = torch.randn(2, 3, 32, 32), torch.tensor([1, -100])
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        expected, got = model(pixel_values, labels=labels), compiled(pixel_values, labels=labels)
+    assert max_abs_diff(expected.logits, got.logits) <= 1e-4 and abs(expected.loss - got.loss) <= 1e-4
+
+
 def test_torch_export_with_dynamic_height_and_width():
     model = hubformers.ViTModel(hubformers.ViTConfig(**TINY_VIT), add_pooling_layer=False).eval()
 
@@ -282,6 +374,7 @@ def test_bad_pixel_values(classifier, pixel_values, message):
     [
         (torch.tensor([0, 3]), r"must lie in \[0, 2\].*from 0 to 3"),
         (torch.tensor([-1, 0]), r"must lie in \[0, 2\]"),
+        (torch.tensor([-100, 5]), r"must lie in \[0, 2\] .* or be -100, got values from 5 to 5"),
         (torch.tensor([[0], [1]]), r"shape \(2,\), got torch.int64 of shape \(2, 1\)"),
     ],
 )
@@ -301,6 +394,26 @@ def test_bad_mask_shape():
     model = hubformers.ViTForMaskedImageModeling(hubformers.ViTConfig(**TINY_VIT))
     with pytest.raises(ValueError, match=r"bool_masked_pos.*\(2, 16\), got \(2, 15\)"):
         model(torch.randn(2, 3, 32, 32), bool_masked_pos=torch.zeros(2, 15, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"bool_masked_pos.*\(2, 16\), got \(2, 4, 4\)"):
+        model(torch.randn(2, 3, 32, 32), bool_masked_pos=torch.zeros(2, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="`bool_masked_pos` needs a model with a mask token"):
+        hubformers.ViTModel(model.config)(torch.randn(2, 3, 32, 32), bool_masked_pos=torch.zeros(2, 16).bool())
+
+
+@pytest.mark.parametrize("model_class", MODEL_CLASSES)
+@pytest.mark.parametrize(
+    "pixel_values, message, interpolate",
+    [
+        (None, r"`pixel_values` must be a tensor of shape \(batch, 3, height, width\), got NoneType", False),
+        (torch.randn(0, 3, 32, 32), r"at least one image, got shape \(0, 3, 32, 32\)", False),
+        (torch.randn(2, 3, 4, 32), r"at least one patch \(8x8 pixels\), got 4x32", False),
+        (torch.randn(2, 3, 32, 7), r"at least one patch \(8x8 pixels\), got 32x7", True),
+    ],
+)
+def test_bad_images_for_every_head(model_class, pixel_values, message, interpolate):
+    model = model_class(hubformers.ViTConfig(**TINY_VIT)).eval()
+    with pytest.raises(ValueError, match=message):
+        model(pixel_values, interpolate_pos_encoding=interpolate)
 
 
 @pytest.mark.parametrize(

@@ -724,6 +724,7 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
         interpolate_pos_encoding: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> SwinMaskedImageModelingOutput:
+        check_pixel_values(pixel_values, self.config.num_channels)  # before reading its size
         patch_h, patch_w = to_pair(self.config.patch_size)
         height, width = pixel_values.shape[-2:]
         if bool_masked_pos is not None:
