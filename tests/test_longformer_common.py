@@ -38,11 +38,7 @@ class TestLongformer(ModelTester):
             type_vocab_size=16,
         )
     }
-    xfail = {
-        (name, "test_inputs_embeds_matches_input_ids"): f"{name}.forward takes no inputs_embeds (nor token_type_ids "
-        "or position_ids), which transformers' takes"
-        for name in ("LongformerForMaskedLM", "LongformerForTokenClassification", "LongformerForQuestionAnswering")
-    }
+    xfail = {}
     skip = {}
 
     def config_kwargs(self, model_class):
