@@ -151,44 +151,60 @@ def test_tied_decoder_follows_the_word_embeddings():
 
 
 def dense_reference(attention, hidden_states, masks: AttentionMasks) -> torch.Tensor:
-    """The layer's attention written out with n x n scores: token i attends to i + d*k (|k| <= W/2) and to
-    the global tokens; global tokens attend to all, through the global projections; padding gets zero."""
+    """The layer's attention written out with n x n scores: in a head of dilation d, token i attends to
+    i + d*k (|k| <= W/2) and to the global tokens; global tokens attend to all, through the global projections;
+    padding gets zero."""
     batch, n, hidden = hidden_states.shape
     heads, head_dim = attention.num_heads, attention.head_dim
     positions = torch.arange(n)
     offset = positions[None, :] - positions[:, None]
-    band = (offset % attention.dilation == 0) & (offset.abs() <= attention.one_sided * attention.dilation)
-    key_ok = ~masks.is_masked[:, None, :]
-    local_allowed = (band[None] & ~masks.is_global[:, None, :] | masks.is_global[:, None, :]) & key_ok
+    dilation = torch.tensor(attention.dilations)[:, None, None]  # (heads, 1, 1)
+    band = (offset % dilation == 0) & (offset.abs() <= attention.window // 2 * dilation)  # (heads, n, n)
+    key_ok = ~masks.is_masked[:, None, None, :]
+    global_key = masks.is_global[:, None, None, :]
+    local_allowed = (band[None] & ~global_key | global_key) & key_ok  # (batch, heads, n, n)
 
     def attend(q_proj, k_proj, v_proj, allowed):
         q, k, v = (p(hidden_states).view(batch, n, heads, head_dim).transpose(1, 2) for p in (q_proj, k_proj, v_proj))
         scores = (q @ k.transpose(-1, -2)) / head_dim**0.5
-        scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         return (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, n, hidden)
 
     local = attend(attention.query, attention.key, attention.value, local_allowed)
-    full = attend(attention.query_global, attention.key_global, attention.value_global, key_ok.expand(-1, n, -1))
+    full = attend(attention.query_global, attention.key_global, attention.value_global, key_ok.expand(-1, heads, n, -1))
     out = torch.where(masks.is_global[..., None], full, local)
     return out.masked_fill(masks.is_masked[..., None], 0.0)
 
 
-@pytest.mark.parametrize("window, dilation", [(4, 2), (6, 3), (8, 2), (8, 1), (2, 1)])
+@pytest.mark.parametrize(
+    "window, dilation",
+    [(4, 2), (6, 3), (8, 2), (8, 1), (2, 1), (8, 3), (6, 4), (2, 3), (4, 5), (8, [1, 3, 2, 3]), (6, [4, 1, 1, 2])],
+)
 @pytest.mark.parametrize("length", [5, 17, 40])
-def test_dilated_windows_equal_dense_band_attention(window, dilation, length):
+@pytest.mark.parametrize("global_and_padding", [True, False])
+def test_dilated_windows_equal_dense_band_attention(window, dilation, length, global_and_padding):
+    """Any even window with any dilation, one per head or the same for all (the blocked computation pads the
+    sequence to whole units of its strands), against the dense band mask."""
+    per_layer = [dilation] if isinstance(dilation, list) else dilation  # one layer, its heads' dilations
     config = hubformers.LongformerConfig(
-        **{**TINY_LONGFORMER, "num_hidden_layers": 1, "attention_window": window, "attention_dilation": dilation}
+        **{**TINY_LONGFORMER, "num_hidden_layers": 1, "attention_window": window, "attention_dilation": per_layer}
     )
     attention = hubformers.LongformerModel(config).encoder.layer[0].attention.self.eval()
     hidden_states = torch.randn(2, length, config.hidden_size)
-    batch_inputs = inputs(2, length, padded_tail=2, global_positions=(0, 3) if length > 5 else (1,))
+    if global_and_padding:
+        batch_inputs = inputs(2, length, padded_tail=2, global_positions=(0, 3) if length > 5 else (1,))
+    else:
+        batch_inputs = inputs(2, length)
     masks = AttentionMasks.build(batch_inputs["attention_mask"], batch_inputs["global_attention_mask"], torch.float32)
     with torch.no_grad():
         got, local_probs, global_probs = attention(hidden_states, masks, output_attentions=True)
         plain, _, _ = attention(hidden_states, masks)
         expected = dense_reference(attention, hidden_states, masks)
+    with torch.enable_grad():
+        trained, _, _ = attention(hidden_states, masks)  # keys and values of every block copied, not merged
     assert max_abs_diff(expected, got) <= TOL
     assert max_abs_diff(plain, got) <= TOL
+    assert max_abs_diff(trained, got) <= TOL
     num_global = global_probs.shape[-1]
     assert local_probs.shape == (2, 4, length, num_global + window + 1)
     rows = ~(masks.is_masked | masks.is_global)
@@ -396,8 +412,7 @@ BAD_INPUTS = {
     ),
     "position beyond the table": (
         dict(input_ids=IDS, position_ids=torch.arange(75, 85).expand(2, -1)),
-        r"`position_ids` must lie in \[0, 79\] \(the position table, config.max_position_embeddings=80\), "
-        r"got \[80, 81, 82, 83, 84\]",
+        r"`position_ids` must lie in \[0, 79\] \(the position table, config.max_position_embeddings=80\), got \[80, 81,",
     ),
     "attention mask of another shape": (
         dict(input_ids=IDS, attention_mask=torch.ones(2, 11)),
@@ -497,11 +512,13 @@ def test_question_answering_needs_a_separator_without_a_mask():
         (dict(attention_window=5), "`attention_window` of layer 0 must be even.*got attention_window=5"),
         (dict(attention_window=[4, 7]), "layer 1 must be even"),
         (dict(attention_window=[4]), r"one value per layer \(2\), got 1"),
+        (dict(attention_dilation=0), r"`attention_dilation` must hold integers >= 1, got 0 for layer 0"),
+        (dict(attention_dilation=[1, [1, 2, 0, 1]]), r"integers >= 1, got \[1, 2, 0, 1\] for layer 1"),
         (
-            dict(attention_window=8, attention_dilation=[1, 3]),
-            "layer 1 must be a multiple of 2 \\* attention_dilation = 6.*cannot hold a dilation of 3",
+            dict(attention_dilation=[1, [1, 2]]),
+            r"`attention_dilation` of layer 1 needs one value per head \(4\).*got 2",
         ),
-        (dict(attention_dilation=0), r"`attention_dilation` must be positive, got \[0, 0\]"),
+        (dict(attention_dilation=[1, 2, 3]), r"`attention_dilation` needs one value per layer \(2\), got 3"),
         (dict(hidden_size=30), r"`hidden_size` \(30\) must be divisible by `num_attention_heads` \(4\)"),
         (dict(pad_token_id=79), r"`pad_token_id` must be in \[0, max_position_embeddings - 1\)"),
     ],

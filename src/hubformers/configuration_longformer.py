@@ -43,6 +43,20 @@ def per_layer(name: str, value: int | list[int], num_layers: int) -> list[int]:
     return values
 
 
+def per_head_dilation(layer: int, dilation, num_heads: int) -> int | list[int]:
+    """A layer's dilation: an int >= 1 for all its heads, or a list of one for each head."""
+    is_list = isinstance(dilation, (list, tuple))
+    values = list(dilation) if is_list else [dilation]
+    if is_list and len(values) != num_heads:
+        raise ValueError(
+            f"`attention_dilation` of layer {layer} needs one value per head ({num_heads}) when it is a list, "
+            f"got {len(values)}: {dilation!r}."
+        )
+    if not all(type(value) is int and value >= 1 for value in values):
+        raise ValueError(f"`attention_dilation` must hold integers >= 1, got {dilation!r} for layer {layer}.")
+    return values if is_list else dilation
+
+
 @strict(accept_kwargs=True)
 class LongformerConfig(HubformersConfig):
     r"""
@@ -51,10 +65,10 @@ class LongformerConfig(HubformersConfig):
     Args:
         attention_window: tokens each token attends to around itself (an even int, or one per layer): a
             window of W attends to W/2 neighbours on each side (paper Section 3.1, "sliding window").
-        attention_dilation: gap between attended neighbours (>= 1, or one per layer): with dilation d a token
-            at i attends to i + d*k for |k| <= W/2 ("dilated sliding window"); 1 everywhere in transformers.
-            The window must be a multiple of 2 * d (the sequence is padded to a multiple of the window and
-            split into d interleaved strands of whole blocks).
+        attention_dilation: gap between attended neighbours (an int >= 1; or one per layer, each an int or a
+            list of one per head, as the paper gives heads of a layer different dilations): with dilation d a
+            token at i attends to i + d*k for |k| <= W/2 ("dilated sliding window"), with any even window;
+            1 everywhere in transformers.
         vocab_size / hidden_size / num_hidden_layers / num_attention_heads / intermediate_size: RoBERTa's sizes.
         hidden_act: activation of the MLP (any name in transformers' `ACT2FN`).
         hidden_dropout_prob / attention_probs_dropout_prob: dropout after projections / on attention weights.
@@ -71,7 +85,7 @@ class LongformerConfig(HubformersConfig):
     transformers_config = TransformersLongformerConfig
 
     attention_window: list[int] | int = 512
-    attention_dilation: list[int] | int = 1
+    attention_dilation: list[int | list[int]] | int = 1
     sep_token_id: int | None = None
     pad_token_id: int | None = None
     bos_token_id: int | None = None
@@ -107,14 +121,17 @@ class LongformerConfig(HubformersConfig):
         require_divisible("hidden_size", self.hidden_size, "num_attention_heads", self.num_attention_heads)
         self.attention_window = per_layer("attention_window", self.attention_window, self.num_hidden_layers)
         self.attention_dilation = per_layer("attention_dilation", self.attention_dilation, self.num_hidden_layers)
-        require_positive(attention_window=self.attention_window, attention_dilation=self.attention_dilation)
-        for layer, (window, dilation) in enumerate(zip(self.attention_window, self.attention_dilation)):
-            if window % (2 * dilation) != 0:
-                reason = "be even" if dilation == 1 else f"be a multiple of 2 * attention_dilation = {2 * dilation}"
+        require_positive(attention_window=self.attention_window)
+        for layer, window in enumerate(self.attention_window):
+            if window % 2 != 0:
                 raise ValueError(
-                    f"`attention_window` of layer {layer} must {reason} (the window cannot hold a dilation of "
-                    f"{dilation} otherwise), got attention_window={window}, attention_dilation={dilation}."
+                    f"`attention_window` of layer {layer} must be even (W/2 neighbours on each side), "
+                    f"got attention_window={window}."
                 )
+        self.attention_dilation = [
+            per_head_dilation(layer, dilation, self.num_attention_heads)
+            for layer, dilation in enumerate(self.attention_dilation)
+        ]
         for name, default in ROBERTA_TOKEN_IDS.items():
             if getattr(self, name) is None:
                 fallback = self.vocab_size - 1 if name == "pad_token_id" else None

@@ -220,13 +220,34 @@ class LongformerEmbeddings(nn.Module):
 # --- attention --------------------------------------------------------------------------------------------
 
 
-def block_size(window: int, dilation: int) -> int:
-    """Query block of a strand: the largest divisor of window / dilation (so that blocks tile the padded
-    strand) not above half the window, so that a block reads the keys of its two neighbouring blocks (the
-    band's W + 1 keys within 1.5 W). Smaller blocks waste fewer keys outside the band but copy more windows
-    of keys (each key is read by 2 W / block + 1 blocks), which costs more than it saves on CPUs."""
-    strand_window = window // dilation
-    return max(b for b in range(1, strand_window + 1) if strand_window % b == 0 and b <= max(1, window // 2))
+class BandLayout:
+    """How the band of one (window, dilation) is cut up. The sequence is padded to whole units of `unit` =
+    dilation x `strand_window` tokens (strand_window = ceil(W / dilation), so the unit is the window when the
+    dilation divides it) and viewed as `dilation` interleaved strands, in which the dilated window is a plain
+    one of W/2 neighbours on each side. A strand is cut into query blocks of `block` tokens, each attending to
+    the keys of itself and of `reach` blocks on each side."""
+
+    def __init__(self, window: int, dilation: int):
+        self.window, self.dilation = window, dilation
+        self.one_sided = window // 2
+        self.strand_window = -(-window // dilation)
+        self.unit = dilation * self.strand_window
+        self.block = self.block_size()
+        self.reach = math.ceil(self.one_sided / self.block)  # neighbour blocks on each side
+
+    def block_size(self) -> int:
+        """The largest divisor of `strand_window` (so that blocks tile the padded strand) not above half the
+        window, so that a block reads the keys of its two neighbouring blocks (the band's W + 1 keys within
+        1.5 W, without dilation). Smaller blocks waste fewer keys outside the band but copy more windows of keys
+        (each key is read by 2 W / block + 1 blocks), which costs more than it saves on CPUs."""
+        size = self.strand_window
+        return max(b for b in range(1, size + 1) if size % b == 0 and b <= max(1, self.one_sided))
+
+    def band(self, device: torch.device) -> torch.Tensor:
+        """(block, keys) bool: which keys of a block's window lie in the band. Query a of the block and key j
+        of its window are j - reach * block - a apart in the strand."""
+        keys = torch.arange((2 * self.reach + 1) * self.block, device=device) - self.reach * self.block
+        return (keys[None, :] - torch.arange(self.block, device=device)[:, None]).abs() <= self.one_sided
 
 
 def windows_for(num_tokens: int, window: int) -> int:
@@ -285,10 +306,16 @@ class LongformerSelfAttention(nn.Module):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.window = config.attention_window[layer_id]
-        self.dilation = config.attention_dilation[layer_id]
-        self.one_sided = self.window // 2
-        self.block = block_size(self.window, self.dilation)
-        self.reach = math.ceil(self.one_sided / self.block)  # neighbour blocks on each side
+        dilation = config.attention_dilation[layer_id]
+        self.dilations = tuple(dilation) if isinstance(dilation, list) else (dilation,) * self.num_heads
+        # heads that share a dilation attend together: (layout, their heads), and where there are several groups,
+        # the order that puts the heads of the concatenated groups back in place
+        self.head_groups = [
+            (BandLayout(self.window, d), [h for h in range(self.num_heads) if self.dilations[h] == d])
+            for d in sorted(set(self.dilations))
+        ]
+        grouped = [h for _, heads in self.head_groups for h in heads]
+        self.head_order = [grouped.index(h) for h in range(self.num_heads)]
         self.dropout = config.attention_probs_dropout_prob
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
@@ -296,12 +323,6 @@ class LongformerSelfAttention(nn.Module):
         self.query_global = nn.Linear(config.hidden_size, config.hidden_size)
         self.key_global = key_without_bias_parameter(config.hidden_size)
         self.value_global = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def band(self, device: torch.device) -> torch.Tensor:
-        """(block, keys) bool: which keys of a block's window lie in the band. Query a of the block and key j
-        of its window are j - reach * block - a apart in the strand."""
-        keys = torch.arange((2 * self.reach + 1) * self.block, device=device) - self.reach * self.block
-        return (keys[None, :] - torch.arange(self.block, device=device)[:, None]).abs() <= self.one_sided
 
     def forward(
         self, hidden_states: torch.Tensor, masks: AttentionMasks, **kwargs
@@ -316,7 +337,7 @@ class LongformerSelfAttention(nn.Module):
         key = linear_layer(self.key, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
         value = linear_layer(self.value, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
 
-        context, local_probs = self.windowed_attention(query, key, value, masks, need_weights)
+        context, local_probs = self.dilated_attention(query, key, value, masks, need_weights)
         global_context, global_probs = self.global_attention(hidden_states, masks)
         # global tokens take the output of their own full attention, padding tokens zeros (a zero row appended)
         global_context = F.pad(global_context, (0, 0, 0, 1))
@@ -329,19 +350,36 @@ class LongformerSelfAttention(nn.Module):
         global_probs = global_probs * (masks.global_slot_bias == 0)[:, None, :, None]
         return context, local_probs, global_probs.transpose(2, 3)
 
-    def windowed_attention(
+    def dilated_attention(
         self, query, key, value, masks: AttentionMasks, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`windowed_attention` for each group of heads that share a dilation, the heads put back in order."""
+        if len(self.head_groups) == 1:
+            return self.windowed_attention(query, key, value, masks, need_weights, self.head_groups[0][0])
+        outputs = [
+            self.windowed_attention(
+                query[:, :, heads], key[:, :, heads], value[:, :, heads], masks, need_weights, layout
+            )
+            for layout, heads in self.head_groups
+        ]
+        batch_size, num_tokens = query.shape[:2]
+        context = torch.cat([c.view(batch_size, num_tokens, -1, self.head_dim) for c, _ in outputs], dim=2)
+        context = context[:, :, self.head_order].flatten(2)
+        return context, torch.cat([p for _, p in outputs], dim=1)[:, self.head_order] if need_weights else None
+
+    def windowed_attention(
+        self, query, key, value, masks: AttentionMasks, need_weights: bool, layout: BandLayout
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every token on its window and on the global keys (projected like the others): (batch, tokens,
-        heads, head_dim) in, (batch, tokens, hidden) out (padding tokens' rows are for the caller to zero),
-        plus the probabilities in the layout of `attentions` if asked."""
+        heads, head_dim) in, (batch, tokens, heads * head_dim) out (padding tokens' rows are for the caller to
+        zero), plus the probabilities in the layout of `attentions` if asked."""
         batch_size, num_tokens, num_heads, head_dim = query.shape
-        dilation, block, reach = self.dilation, self.block, self.reach
-        # padded to whole windows; a window is window / dilation tokens of each strand, in whole blocks
-        num_windows = windows_for(num_tokens, self.window)
-        padded, padding = num_windows * self.window, num_windows * self.window - num_tokens
-        strand_length = num_windows * (self.window // dilation)
-        num_blocks = num_windows * (self.window // dilation // block)
+        dilation, block, reach = layout.dilation, layout.block, layout.reach
+        # padded to whole units; a unit is strand_window tokens of each strand, in whole blocks
+        num_windows = windows_for(num_tokens, layout.unit)
+        padded, padding = num_windows * layout.unit, num_windows * layout.unit - num_tokens
+        strand_length = num_windows * layout.strand_window
+        num_blocks = num_windows * (layout.strand_window // block)
 
         def blocks(x, head_major=False):
             """(batch, padded, heads, dim), or (batch, heads, padded, dim) if `head_major`, -> (batch, dilation,
@@ -376,7 +414,7 @@ class LongformerSelfAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
 
         def band_bias():  # (batch, dilation, blocks, block, G + keys): the global slots', then the band
-            window_bias = torch.where(self.band(query.device), bias_windows(masks.key_bias)[..., None, :], lowest)
+            window_bias = torch.where(layout.band(query.device), bias_windows(masks.key_bias)[..., None, :], lowest)
             slot_bias = masks.global_slot_bias[:, None, None, None, :].expand(*window_bias.shape[:-1], num_global)
             return torch.cat([slot_bias, window_bias], dim=-1)
 
@@ -437,7 +475,7 @@ class LongformerSelfAttention(nn.Module):
         context = context.permute(0, 2, 4, 1, 3, 5).reshape(batch_size, padded, num_heads * head_dim)[:, :num_tokens]
         if not need_weights:
             return context, None
-        return context, self.band_probabilities(probs, masks, num_blocks, num_global)
+        return context, self.band_probabilities(probs, masks, num_blocks, num_global, layout)
 
     @staticmethod
     def gather_global(key, value, global_index):
@@ -445,16 +483,17 @@ class LongformerSelfAttention(nn.Module):
         index = global_index[:, :, None, None].expand(-1, -1, *key.shape[2:])
         return key.gather(1, index), value.gather(1, index)
 
-    def band_probabilities(self, probs, masks: AttentionMasks, num_blocks: int, num_global: int):
+    @staticmethod
+    def band_probabilities(probs, masks: AttentionMasks, num_blocks: int, num_global: int, layout: BandLayout):
         """(batch * dilation * blocks, heads, block, G + keys) -> (batch, heads, tokens, G + W + 1): the
         window columns re-indexed by relative offset, as transformers lays them out."""
         (batch_size, num_tokens), num_heads = masks.is_global.shape, probs.shape[1]
-        dilation, block = self.dilation, self.block
+        dilation, block = layout.dilation, layout.block
         # key column of offset k for query a: reach * block + a + k
         columns = (
-            self.reach * block
+            layout.reach * block
             + torch.arange(block, device=probs.device)[:, None]
-            + torch.arange(-self.one_sided, self.one_sided + 1, device=probs.device)
+            + torch.arange(-layout.one_sided, layout.one_sided + 1, device=probs.device)
         )
         local = probs[..., num_global:].gather(-1, columns.expand(*probs.shape[:2], -1, -1))
         probs = torch.cat([probs[..., :num_global], local], dim=-1)
