@@ -403,6 +403,29 @@ def test_a_misspelt_key_is_named_in_a_warning(tmp_path, warnings_of):
     assert [m for m in warnings_of() if "`num_hiden_layers`" in m and "ViTConfig has no setting" in m]
 
 
+# What transformers 4 wrote into every config.json besides the architecture's own keys (openai's CLIP towers on
+# the Hub still carry them): its common attributes, and generation settings, which transformers 5 drops.
+TRANSFORMERS_4_KEYS = {
+    "_commit_hash": None, "_attn_implementation_autoset": True, "torchscript": False, "use_bfloat16": False,
+    "tf_legacy_loss": False, "pruned_heads": {}, "torch_dtype": "float32", "gradient_checkpointing": False,
+    "is_decoder": False, "add_cross_attention": False, "tie_encoder_decoder": False, "cross_attention_hidden_size": None,
+    "finetuning_task": None, "tokenizer_class": None, "prefix": None, "task_specific_params": None,
+    "decoder_start_token_id": None, "max_length": 20, "min_length": 0, "do_sample": False, "num_beams": 1,
+    "num_beam_groups": 1, "diversity_penalty": 0.0, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "typical_p": 1.0,
+    "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None,
+    "num_return_sequences": 1, "output_scores": False, "return_dict_in_generate": False, "use_cache": True,
+    "forced_bos_token_id": None, "forced_eos_token_id": None, "remove_invalid_values": False,
+    "exponential_decay_length_penalty": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("config_class", [c for c in CONFIGS if not c.sub_configs], ids=ids)
+def test_keys_of_transformers_4_configs_raise_no_warning(config_class, tmp_path, warnings_of):
+    write_config(tmp_path, {**config_class(**TINY[config_class]).to_dict(), **TRANSFORMERS_4_KEYS})
+    config_class.from_pretrained(tmp_path)
+    assert not warnings_of()
+
+
 def test_clip_tower_dicts_of_early_transformers_configs(tmp_path, warnings_of):
     """Early transformers versions wrote `text_config_dict` / `vision_config_dict` (null in openai's configs):
     a null one is no unknown key, and a filled one gives the tower, as in transformers."""
