@@ -7,6 +7,8 @@ that CPython ships (`pydoc_data.topics`: long real documents that install with p
 perplexity and masked-token accuracy before and after training, and writes to `--output-dir`: config.json,
 model.safetensors, the tokenizer (loaded by `AutoTokenizer`), the hubformers module files (for
 `trust_remote_code=True`), eval_results.json and a README.md model card. `--push-to-hub REPO_ID` uploads it.
+`--resume` continues from a checkpoint, though not bit for bit: the masking draws on the global random state, which
+Trainer's data loader advances one batch ahead of each checkpoint.
 """
 
 import argparse
