@@ -465,7 +465,7 @@ class CLIPModel(CLIPPreTrainedModel):
 
     def logit_scale_value(self) -> torch.Tensor:
         """exp of the learned log scale, clamped to [0, config.logit_scale_max] (Section 2.5)."""
-        return self.logit_scale.clamp(0, self.config.logit_scale_max).exp()
+        return self.logit_scale.clamp(0.0, self.config.logit_scale_max).exp()
 
     def contrastive_loss(self, text_embeds: torch.Tensor, image_embeds: torch.Tensor, logits_per_text: torch.Tensor):
         """The loss over the global batch: under torch.distributed every rank's (normalised) features are

@@ -527,8 +527,13 @@ class VAEModel(VAEPreTrainedModel):
                 f"Image height and width must be divisible by the down-sampling factor {factor} "
                 f"(2 ** (len(block_out_channels) - 1)), got {height}x{width}."
             )
+        if not torch.compiler.is_compiling():  # a branch on the values would break a compiled or exported graph
+            self.check_pixel_range(pixel_values)
+
+    def check_pixel_range(self, pixel_values: torch.Tensor) -> None:
+        config = self.config
         low, high = config.pixel_range
-        lowest, highest = pixel_values.min().item(), pixel_values.max().item()
+        lowest, highest = (value.item() for value in torch.aminmax(pixel_values))
         if lowest < low - 1e-4 or highest > high + 1e-4:
             raise ValueError(
                 f"The {config.likelihood} likelihood needs pixel values in [{low:g}, {high:g}], got values from "
