@@ -16,7 +16,7 @@ install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 
 demo: install
-	$(BIN)/hubformers train vit --output-dir outputs/vit-digits
+	$(BIN)/hubformers train vit --output-dir outputs/vit-digits --overwrite-output-dir
 
 test: install-test
 	$(BIN)/python -m pytest -q
@@ -34,8 +34,8 @@ benchmark: install-test
 # Text to image: train a VAE, CLIP and a judging ViT on digits, then draw every digit from its prompt.
 text-to-image: $(BIN)/python
 	$(BIN)/pip install -q -e '.[clip]'
-	$(BIN)/hubformers train vae --dataset digits --latent-size 8 --epochs 300 --output-dir outputs/vae-digits
-	$(BIN)/hubformers train clip --output-dir outputs/clip-digits
-	$(BIN)/hubformers train vit --output-dir outputs/vit-digits
+	$(BIN)/hubformers train vae --dataset digits --latent-size 8 --epochs 300 --output-dir outputs/vae-digits --overwrite-output-dir
+	$(BIN)/hubformers train clip --output-dir outputs/clip-digits --overwrite-output-dir
+	$(BIN)/hubformers train vit --output-dir outputs/vit-digits --overwrite-output-dir
 	$(BIN)/hubformers evaluate-generation --clip outputs/clip-digits --vae outputs/vae-digits \
 		--classifier outputs/vit-digits --seeds 5 --out outputs/text-to-image.png
