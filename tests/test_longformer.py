@@ -232,25 +232,50 @@ def test_no_n_by_n_tensor():
     assert max(largest) < 512 * 512
 
 
-def test_torch_export_with_dynamic_length():
-    config = hubformers.LongformerConfig(**{**TINY_LONGFORMER, "attention_dilation": [1, 2]})
-    model = hubformers.LongformerModel(config, add_pooling_layer=False).eval()
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self, longformer):
-            super().__init__()
-            self.longformer = longformer
-
-        def forward(self, input_ids, attention_mask, global_attention_mask):
-            return self.longformer(input_ids, attention_mask, global_attention_mask).last_hidden_state
-
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "with gradients"])
+def test_torch_export_with_dynamic_length_and_global_tokens(grad):
+    """One program for every length in its range and any number of global tokens (a data-dependent size that
+    the graph does not specialise on), per-head dilations included: equal to eager at other lengths, with
+    other numbers of global tokens, none, and rows with different numbers."""
+    config = hubformers.LongformerConfig(**{**TINY_LONGFORMER, "attention_dilation": [1, [1, 3, 2, 3]]})
+    model = hubformers.LongformerModel(config).eval()
     example = inputs(2, 13, 2, (0,))
     length = torch.export.Dim("length", min=2, max=70)
-    exported = torch.export.export(Wrapper(model), (), example, dynamic_shapes={name: {1: length} for name in example})
-    for batch_inputs in [inputs(2, 13, 2, (0,)), inputs(2, 40, 5, (0, 7)), inputs(2, 7), inputs(2, 64, 0, (3,))]:
-        with torch.no_grad():
-            expected = model(**batch_inputs).last_hidden_state
-        assert max_abs_diff(exported.module()(**batch_inputs), expected) <= TOL
+    with torch.set_grad_enabled(grad):
+        program = torch.export.export(
+            model, (), example, dynamic_shapes={name: {1: length} for name in example}
+        ).module()
+        for batch_inputs in [inputs(2, 40, 5, (0, 7, 9)), inputs(2, 7), inputs(2, 64, 0, (3,)), inputs(2, 2, 0, (1,))]:
+            expected, got = model(**batch_inputs), program(**batch_inputs)
+            assert max_abs_diff(got.last_hidden_state, expected.last_hidden_state) <= TOL
+            assert max_abs_diff(got.pooler_output, expected.pooler_output) <= TOL
+
+
+@pytest.mark.slow
+def test_question_answering_exports_with_its_default_global_tokens():
+    """The question's tokens, found in the ids, are global in the exported program too."""
+    model = hubformers.LongformerForQuestionAnswering(
+        hubformers.LongformerConfig(**{**TINY_LONGFORMER, "num_labels": 2})
+    )
+    length = torch.export.Dim("length", min=8, max=70)
+    with torch.no_grad():
+        example = dict(input_ids=question_answer_ids(2, 4, 23))
+        exported = torch.export.export(model.eval(), (), example, dynamic_shapes={"input_ids": {1: length}})
+        batch_inputs = dict(input_ids=question_answer_ids(2, 9, 41))
+        assert max_abs_diff(exported.module()(**batch_inputs).end_logits, model(**batch_inputs).end_logits) <= TOL
+
+
+@pytest.mark.slow
+def test_compiles_to_one_graph_with_labels():
+    """The input and label checks read no values under the compiler: one graph, the eager results."""
+    model = hubformers.LongformerForMaskedLM(hubformers.LongformerConfig(**TINY_LONGFORMER)).eval()
+    batch_inputs = dict(
+        inputs(2, 13, 2, (0, 3)), labels=torch.randint(0, 100, (2, 13)).index_fill(1, torch.tensor([0]), -100)
+    )
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        expected, got = model(**batch_inputs), compiled(**batch_inputs)
+    assert max_abs_diff(got.logits, expected.logits) <= TOL and abs(got.loss - expected.loss) <= TOL
 
 
 def test_gradient_checkpointing_gives_same_gradients():

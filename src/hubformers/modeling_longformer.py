@@ -7,17 +7,19 @@ their own query/key/value projections (Section 3.1, "Linear Projections for Glob
 follow Section 6 (classification: the first token global; question answering: the question tokens global).
 Paper: https://arxiv.org/abs/2004.05150.
 
-How the band is computed (no n x n tensor anywhere): the sequence is padded to a multiple of the window,
-viewed as `dilation` interleaved strands (a dilated window is a plain window within a strand), and each
-strand cut into query blocks of half a window; a block attends to the keys of itself and its two
-neighbours (an `unfold` view), with the global keys prepended, under an additive mask that keeps the band.
-That is one fused `scaled_dot_product_attention` over (blocks, heads) with 1.5 W keys per query. In inference
-on CPU the global keys are not prepended (which copies every block's keys and values): the flash kernel reads
-the overlapping windows in place and returns its log-sum-exp, and the queries' attention on the few global
-keys, computed for all of them at once, is merged in by the two log-sum-exps. Blocks run a few MB at a time
-(`chunking`). The global
-queries' scores against every key use (W_k^T q) . h instead of q . (W_k h + b): the same softmax (the bias
-term is constant along a row), without projecting every token a second time.
+How the band is computed (no n x n tensor anywhere): the sequence is padded to whole units (the window, or
+dilation x ceil(W / dilation) tokens), viewed as `dilation` interleaved strands (a dilated window is a plain
+window within a strand), and each strand cut into query blocks (half a window without dilation); a block
+attends to the keys of itself and its neighbours (an `unfold` view), with the global keys prepended, under an
+additive mask that keeps the band. Heads of different dilations attend in groups, one per dilation.
+That is one fused `scaled_dot_product_attention` over (blocks, heads) with 1.5 W keys per query. In eager
+inference on CPU the global keys are not prepended (which copies every block's keys and values): the flash
+kernel reads the overlapping windows in place and returns its log-sum-exp, and the queries' attention on the
+few global keys, computed for all of them at once, is merged in by the two log-sum-exps (compiler traces take
+the first way: a log-sum-exp over a data-dependent number of global keys would need a guard). Blocks run a
+few MB at a time (`chunking`). The global queries' scores against every key use (W_k^T q) . h instead of
+q . (W_k h + b): the same softmax (the bias term is constant along a row, so the global keys' bias is a
+buffer, kept for the checkpoints), without projecting every token a second time.
 
 Module and parameter names are transformers' own (`LongformerModel`), so folders written by transformers
 (allenai/longformer-base-4096 on the Hub) load as they are, and ours load in transformers.
@@ -130,9 +132,10 @@ class AttentionMasks:
 def default_global_attention_mask(input_ids: torch.Tensor, sep_token_id: int, question: bool) -> torch.Tensor:
     """The paper's global tokens for question answering (`question=True`: the tokens before the first
     separator) and for multiple choice (`question=False`: the tokens after the first separator pair, as
-    transformers marks them). Every row needs a separator."""
+    transformers marks them). Every row needs a separator (checked eagerly: in a compiler trace the branch
+    would be data-dependent)."""
     is_sep = input_ids == sep_token_id
-    if not bool(is_sep.any(-1).all()):
+    if not torch.compiler.is_compiling() and not bool(is_sep.any(-1).all()):
         raise ValueError(
             f"A default global attention mask needs a separator token (sep_token_id={sep_token_id}) in every "
             "sequence, to find where the question ends; pass `global_attention_mask` otherwise."
@@ -421,10 +424,15 @@ class LongformerSelfAttention(nn.Module):
         if (self.window, dilation) not in masks.band_biases:
             masks.band_biases[self.window, dilation] = band_bias()
 
-        # inference on CPU: the window through the flash kernel, merged with the global keys by log-sum-exp, with
-        # no copy of the blocks' keys and values (the kernel's log-sum-exp has no gradient)
+        # eager inference on CPU: the window through the flash kernel, merged with the global keys by log-sum-exp,
+        # with no copy of the blocks' keys and values (the kernel's log-sum-exp has no gradient). Not in compiler
+        # traces: the log-sum-exp over a data-dependent number of global keys (maybe none) would need a guard
         merge_global = (
-            query.device.type == "cpu" and not need_weights and not torch.is_grad_enabled() and dropout == 0.0
+            query.device.type == "cpu"
+            and not need_weights
+            and not torch.is_grad_enabled()
+            and dropout == 0.0
+            and not torch.compiler.is_compiling()
         )
 
         def attend(query, windows_k, windows_v, bias, global_lse=None, global_context=None):
