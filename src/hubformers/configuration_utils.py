@@ -77,6 +77,10 @@ FROM_DICT_KEYWORDS = frozenset(
     }
 )
 
+# A backbone's out_features and out_indices name the same stages; an override of one replaces both loaded values
+# (transformers' setter derives the other), where keeping the loaded other would contradict it.
+LINKED_KEYS = {"out_features": "out_indices", "out_indices": "out_features"}
+
 
 def as_dict(config: PreTrainedConfig | dict | None) -> dict:
     """A sub-config as the dict it can be built from (None: all defaults)."""
@@ -140,6 +144,8 @@ class HubformersConfig(PreTrainedConfig):
             if key not in config_dict and not hasattr(defaults, key):
                 continue  # not a setting: transformers returns it as unused (a model's keyword argument)
             value = kwargs.pop(key)
+            if key in LINKED_KEYS and LINKED_KEYS[key] not in kwargs:
+                config_dict.pop(LINKED_KEYS[key], None)
             if key in cls.sub_configs and isinstance(value, dict):
                 value = {**as_dict(config_dict.get(key)), **value}
             config_dict[key] = value
