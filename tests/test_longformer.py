@@ -2,11 +2,15 @@
 included), dilated windows against an explicit dense band attention, the heads' default global tokens,
 torch.export with a dynamic length, the Auto classes and tokenizer, and clear errors on bad input."""
 
+import inspect
+
 import pytest
 import torch
 import transformers
 from conftest import max_abs_diff
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+from transformers.utils import TransformersKwargs
+from typing_extensions import Unpack
 
 import hubformers
 from hubformers.modeling_longformer import AttentionMasks
@@ -322,6 +326,42 @@ def test_every_parameter_gets_a_gradient(head):
     loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None, name
+
+
+@pytest.mark.parametrize("head", list(HEAD_BATCHES))
+def test_forward_signatures_are_transformers(head):
+    """The same named arguments in the same order (Trainer keeps the dataset columns a forward names), and the
+    options that transformers names (output_attentions, ...) typed in **kwargs."""
+    ours = inspect.signature(getattr(hubformers, f"Longformer{head}").forward).parameters
+    theirs = inspect.signature(getattr(transformers, f"Longformer{head}").forward).parameters
+    in_kwargs = {"output_attentions", "output_hidden_states", "return_dict", "kwargs"}
+    assert [name for name in ours if name != "kwargs"] == [name for name in theirs if name not in in_kwargs]
+    assert ours["kwargs"].annotation == Unpack[TransformersKwargs]
+
+
+@pytest.mark.parametrize("embeds", [False, True], ids=["ids", "embeddings"])
+@pytest.mark.parametrize("head", list(HEAD_BATCHES))
+def test_heads_take_token_types_positions_and_embeddings_as_transformers(tmp_path, head, embeds):
+    reference, ours = reference_and_ours(
+        tmp_path,
+        getattr(transformers, f"Longformer{head}"),
+        getattr(hubformers, f"Longformer{head}"),
+        type_vocab_size=2,
+        num_labels=2 if head == "ForQuestionAnswering" else 3,
+    )
+    batch_inputs = HEAD_BATCHES[head]()
+    shape = batch_inputs["input_ids"].shape
+    batch_inputs["token_type_ids"] = torch.randint(0, 2, shape)
+    batch_inputs["position_ids"] = torch.randint(2, TINY_LONGFORMER["max_position_embeddings"], shape)
+    if embeds:
+        batch_inputs["inputs_embeds"] = ours.get_input_embeddings()(batch_inputs.pop("input_ids")).detach()
+        if head == "ForSequenceClassification":  # transformers finds its default (the first token) in the ids
+            batch_inputs["global_attention_mask"] = (torch.arange(shape[-1]) == 0).expand(shape).long()
+    with torch.no_grad():
+        expected, got = reference(**batch_inputs), ours(**batch_inputs)
+    names = {"Model": ["last_hidden_state", "pooler_output"], "ForQuestionAnswering": ["start_logits", "end_logits"]}
+    for name in names.get(head, ["logits"]) + (["loss"] if head != "Model" else []):
+        assert max_abs_diff(getattr(expected, name), getattr(got, name)) <= TOL, name
 
 
 def test_transformers_checkpoints_load_without_unused_or_missing_weights(tmp_path):
