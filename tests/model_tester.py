@@ -61,17 +61,17 @@ def flatten(output, prefix: str = "") -> dict[str, torch.Tensor]:
     return tensors
 
 
-def assert_close(expected: dict, got: dict, tol: float = TOL, names=None) -> list[str]:
+def assert_close(expected: dict, got: dict, tol: float = TOL, names=None, relative: bool = True) -> list[str]:
     """Every tensor the two have under the same name has the same shape and values within `tol` (times the
-    magnitude, where that exceeds 1: sums such as a log-likelihood in nats round in proportion); returns the
-    names compared (at least one)."""
+    magnitude where that exceeds 1, when `relative`: sums such as a log-likelihood in nats round in proportion);
+    returns the names compared (at least one)."""
     names = sorted(set(expected) & set(got)) if names is None else names
     assert names, f"nothing to compare: {sorted(expected)} vs {sorted(got)}"
     for name in names:
         e, g = expected[name], got[name]
         assert e.shape == g.shape, f"{name}: {tuple(e.shape)} vs {tuple(g.shape)}"
         if e.is_floating_point() or g.is_floating_point():
-            bound = tol * max(1.0, e.detach().float().abs().max().item()) if e.numel() else tol
+            bound = tol * max(1.0, e.detach().float().abs().max().item()) if relative and e.numel() else tol
             assert max_abs_diff(e, g) <= bound, f"{name}: max abs diff {max_abs_diff(e, g):.3g} > {bound:.3g}"
         else:
             assert torch.equal(e, g), name
@@ -368,7 +368,7 @@ class ModelTester:
         inputs.update(self.make_labels(model_class, inputs))
         expected = self.reference_outputs(reference, model_class, inputs)
         got = self.outputs(model, inputs, **self.hidden_states_kwargs(model_class))
-        compared = assert_close(expected, got)
+        compared = assert_close(expected, got, relative=False)  # the project's bar: max abs diff <= 1e-5
         assert "loss" in compared or not self.make_labels(model_class, inputs), compared
 
     def hidden_states_kwargs(self, model_class) -> dict:
@@ -751,6 +751,27 @@ class ModelTester:
                     output = self.forward(model, inputs, labels=labels)
                 loss = loss_function(output.logits, labels).item()
                 assert abs(output.loss.item() - loss) <= TOL, (problem_type, given)
+
+    def test_load_with_mismatched_head(self, model_class, tmp_path):
+        """A classifier saved with 3 labels loads with 5 only with ignore_mismatched_sizes (a new head, the body
+        loaded), as transformers' test_load_with_mismatched_shapes."""
+        if not self.is_sequence_classifier(model_class):
+            pytest.skip(f"{model_class.__name__} is not a sequence classifier")
+        model = self.build(model_class, num_labels=3)
+        model.save_pretrained(tmp_path)
+        with pytest.raises(RuntimeError, match=r"size mismatch|mismatched"):
+            model_class.from_pretrained(tmp_path, num_labels=5)
+        loaded, info = model_class.from_pretrained(
+            tmp_path, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+        assert info["mismatched_keys"] and not info["missing_keys"] and not info["unexpected_keys"], info
+        inputs = self.make_inputs(model_class)
+        assert self.outputs(loaded.eval(), inputs)["logits"].shape == (self.batch_size, 5)
+        mismatched = {key for key, *_ in info["mismatched_keys"]}
+        state = model.state_dict()
+        for name, tensor in loaded.state_dict().items():
+            if name not in mismatched:
+                assert torch.equal(tensor, state[name]), name
 
     def is_sequence_classifier(self, model_class) -> bool:
         return model_class.__name__.endswith(("ForSequenceClassification", "ForImageClassification"))
