@@ -10,6 +10,11 @@ rate measured in the same rounds.
 Each model is a plug-in module with its own arguments (`hubformers benchmark vit`): its `workload(args)`
 builds a `Workload` (the contenders on the same weights, as closures over their inputs); a new model adds a
 module and an entry to `BENCHMARKS`. Scripts that sweep sizes reuse `time_interleaved` and `load_quietly`.
+
+`--device` and `--dtype` (default: the CPU, float32) run every contender, its inputs and the matmul peak there and
+in that dtype; off the CPU the device is synchronised before and after each timed call, since its kernels run
+asynchronously and the call would otherwise return before they finish. float32 on CUDA is IEEE float32 (TF32 off
+for matmuls and convolutions), so that the figures and output differences compare with the CPU's.
 """
 
 import argparse
@@ -71,23 +76,74 @@ MODES = {"forward": (forward_step, False, 1), "forward+backward": (train_step, T
 PEAK = "matmul peak"
 
 
-def matmul_step(size: int) -> Callable[[], torch.Tensor]:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_step(size: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Callable:
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     return lambda: torch.mm(a, b)
 
 
-def time_interleaved(steps: dict[str, Callable], label: str, repeats: int, warmup: int) -> dict[str, list[float]]:
+# --- devices and dtypes -------------------------------------------------------------------------------
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# Largest max |peer - ours| / max |ours| accepted: float32 sums in another order differ by ~1e-6 of the output's
+# scale; half precision rounds every intermediate (bfloat16 keeps 8 bits of mantissa: ~1e-2 through a network)
+OUTPUT_TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 1e-1}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def dtype_argument(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def place(args: argparse.Namespace, value):
+    """A module or tensor on the benchmark's device; modules and floating-point tensors in its dtype (token ids
+    and labels keep theirs). On the CPU in float32 this returns `value` itself."""
+    if isinstance(value, torch.Tensor) and not value.is_floating_point():
+        return value.to(args.device)
+    return value.to(device=args.device, dtype=args.dtype)
+
+
+def synchronizer(device: torch.device | str) -> Callable[[], None] | None:
+    """What waits for the device's queued kernels before a clock is read; None on the CPU, whose ops return when
+    done."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda":
+        return functools.partial(torch.cuda.synchronize, device)
+    return functools.partial(torch.accelerator.synchronize, device)
+
+
+def time_interleaved(
+    steps: dict[str, Callable],
+    label: str,
+    repeats: int,
+    warmup: int,
+    synchronize: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
     """Seconds of each step, each run once per round; warm-up rounds discarded. The order rotates every
     round, so that none always runs right after the same other one. Each round is logged to stderr: a
-    full-size run takes long enough to want to see it move."""
+    full-size run takes long enough to want to see it move. `synchronize` (`synchronizer`) runs before and
+    after each step on an asynchronous device."""
     names = list(steps)
     times = {name: [] for name in names}
     for round_index in range(warmup + repeats):
         seconds = {}
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            steps[name]()
+            if synchronize is None:
+                start = time.perf_counter()
+                steps[name]()
+            else:
+                synchronize()
+                start = time.perf_counter()
+                steps[name]()
+                synchronize()
             seconds[name] = time.perf_counter() - start
         if round_index >= warmup:
             for name, elapsed in seconds.items():
@@ -98,12 +154,21 @@ def time_interleaved(steps: dict[str, Callable], label: str, repeats: int, warmu
     return times
 
 
-def max_output_differences(workload: Workload) -> dict[str, float]:
-    """Max |output - ours| of each peer: the contenders really compute the same function."""
+def max_output_differences(workload: Workload, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Max |output - ours| of each peer: the contenders really compute the same function, to the dtype's
+    `OUTPUT_TOLERANCE` of the scale of ours' output (a benchmark of different functions would mean nothing)."""
     ours, *peers = workload.contenders
     with torch.no_grad():
-        expected = ours.forward()
-        return {peer.name: (peer.forward() - expected).abs().max().item() for peer in peers}
+        expected = ours.forward().float()
+        differences = {peer.name: (peer.forward().float() - expected).abs().max().item() for peer in peers}
+        limit = OUTPUT_TOLERANCE[dtype] * expected.abs().max().item()
+    disagreeing = {name: difference for name, difference in differences.items() if not difference <= limit}
+    if disagreeing:
+        raise RuntimeError(
+            f"Expected every output within {limit:.3g} of ours ({OUTPUT_TOLERANCE[dtype]:g} of its largest value, "
+            f"{dtype_name(dtype)}); got max |output - ours| of {disagreeing}."
+        )
+    return differences
 
 
 # --- results ------------------------------------------------------------------------------------------
@@ -157,6 +222,8 @@ def build_report(workload: Workload, args: argparse.Namespace, differences: dict
     """Everything measured, as the JSON that `--json` writes."""
     return {
         "description": workload.description,
+        "device": str(args.device),
+        "dtype": dtype_name(args.dtype),
         "batch_size": args.batch_size,
         "repeats": args.repeats,
         "warmup": args.warmup,
@@ -191,16 +258,17 @@ def format_report(report: dict) -> str:
     summary = ", ".join(
         f"{mode} {s['ratio']:.3f} (vs {s['peer']})" for mode, s in report["ours_over_fastest_peer"].items()
     )
-    size = report["peak_size"]
+    size, dtype = report["peak_size"], report["dtype"]
     peaks = ", ".join(f"{mode} {peak:.2f}" for mode, peak in report["matmul_peak_gflops"].items())
+    device = "" if report["device"] == "cpu" else f" on {report['device']}"
     return "\n".join(
         [
             (
-                f"{report['description']}, float32, batch {report['batch_size']}, {report['repeats']} repeats "
-                f"(+{report['warmup']} warm-up), interleaved"
+                f"{report['description']}, {dtype}{device}, batch {report['batch_size']}, {report['repeats']} "
+                f"repeats (+{report['warmup']} warm-up), interleaved"
             ),
             f"torch threads: {report['threads']}",
-            f"matmul peak ({size}x{size} float32, median over the rounds): {peaks} GFLOP/s",
+            f"matmul peak ({size}x{size} {dtype}, median over the rounds): {peaks} GFLOP/s",
             f"forward: {report['forward_gflop']:.4g} GFLOP (forward+backward: 3x)",
             f"max |output - ours|: {differences}",
             "",
@@ -209,6 +277,23 @@ def format_report(report: dict) -> str:
             f"ours / fastest peer: {summary}",
         ]
     )
+
+
+def add_attention_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--attn-implementation",
+        default="sdpa",
+        help="ours' attention (eager, sdpa, flex_attention, flash_attention_2); transformers' peer takes the same "
+        "where its class has it, else sdpa. Default: %(default)s.",
+    )
+
+
+def peer_attention(model_class: type, implementation: str) -> str:
+    """The attention transformers' `model_class` runs beside ours running `implementation`: the same where the
+    class has it, else sdpa."""
+    supported = {"eager": True, "sdpa": model_class._supports_sdpa, "flex_attention": model_class._supports_flex_attn}
+    flash = implementation.startswith("flash") and model_class._supports_flash_attn
+    return implementation if supported.get(implementation, flash) else "sdpa"
 
 
 def load_quietly(model_class: type, folder: str, **kwargs) -> nn.Module:
@@ -241,6 +326,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--peak-size", type=int, default=2048, help="side of the matmul that measures the peak")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--device", type=torch.device, default="cpu", help="where to run: cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", type=dtype_argument, default="float32", help=f"one of {', '.join(DTYPES)}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -255,8 +342,8 @@ def run_modes(workload: Workload, args: argparse.Namespace) -> tuple[list[Row], 
         for contender in workload.contenders:
             contender.model.train(training)
         steps = {contender.name: functools.partial(step, contender) for contender in workload.contenders}
-        steps[PEAK] = matmul_step(args.peak_size)
-        times = time_interleaved(steps, mode, args.repeats, args.warmup)
+        steps[PEAK] = matmul_step(args.peak_size, args.device, args.dtype)
+        times = time_interleaved(steps, mode, args.repeats, args.warmup, synchronizer(args.device))
         peaks[mode] = 2 * args.peak_size**3 / statistics.median(times.pop(PEAK))
         rows += rows_for_mode(mode, times, flop_multiple * workload.forward_flops, peaks[mode])
     return rows, peaks
@@ -265,11 +352,13 @@ def run_modes(workload: Workload, args: argparse.Namespace) -> tuple[list[Row], 
 def main(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device.type == "cuda" and args.dtype == torch.float32:
+        torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "ieee"
     torch.manual_seed(0)
     workload = args.plugin.workload(args)
     for contender in workload.contenders:
         contender.model.eval()
-    differences = max_output_differences(workload)
+    differences = max_output_differences(workload, args.dtype)
     rows, peaks = run_modes(workload, args)
     report = build_report(workload, args, differences, peaks, rows)
     print(format_report(report))

@@ -3,8 +3,8 @@
 An open_clip CLIP (ViT-B-32 by default) is built with random weights and converted to ours; ours is saved and
 loaded by transformers' CLIPModel (the checkpoint layout is shared). The workload is the issue's: a batch of
 images (8 of 224x224 by default) and as many texts of the full context (77 tokens), the image-text logits
-compared. The loss of the forward+backward mode is CLIP's symmetric contrastive loss. All run sdpa attention
-(open_clip through torch's MultiheadAttention).
+compared. The loss of the forward+backward mode is CLIP's symmetric contrastive loss. By default all run sdpa
+attention (open_clip through torch's MultiheadAttention).
 """
 
 import argparse
@@ -15,7 +15,15 @@ import transformers
 
 from hubformers.configuration_clip import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 from hubformers.modeling_clip import contrastive_loss
-from hubformers.scripts.benchmark import MODES, Contender, Workload, load_quietly
+from hubformers.scripts.benchmark import (
+    MODES,
+    Contender,
+    Workload,
+    add_attention_argument,
+    load_quietly,
+    peer_attention,
+    place,
+)
 from hubformers.scripts.checkpoints import json_object
 from hubformers.scripts.convert_open_clip import convert_weights, load_open_clip_model
 
@@ -45,16 +53,19 @@ def clip_forward_flops(config: CLIPConfig, batch_size: int, text_length: int) ->
 def workload(args: argparse.Namespace) -> Workload:
     reference_open_clip = load_open_clip_model(args.model, model_args=args.model_args)
     ours = convert_weights(reference_open_clip)
-    ours.set_attn_implementation("sdpa")
+    ours.set_attn_implementation(args.attn_implementation)
     with tempfile.TemporaryDirectory() as folder:
         ours.save_pretrained(folder)
-        reference = load_quietly(transformers.CLIPModel, folder, attn_implementation="sdpa")
+        attention = peer_attention(transformers.CLIPModel, args.attn_implementation)
+        reference = load_quietly(transformers.CLIPModel, folder, attn_implementation=attention)
+    ours, reference, reference_open_clip = (place(args, model) for model in (ours, reference, reference_open_clip))
     config = ours.config
     text_length = config.text_config.max_position_embeddings
-    pixel_values = torch.randn(args.batch_size, 3, *reference_open_clip.visual.image_size)
+    pixel_values = place(args, torch.randn(args.batch_size, 3, *reference_open_clip.visual.image_size))
     # full-length texts: <|startoftext|>, random tokens, <|endoftext|> last
     input_ids = torch.randint(0, config.text_config.vocab_size - 2, (args.batch_size, text_length))
     input_ids[:, 0], input_ids[:, -1] = config.text_config.vocab_size - 2, config.text_config.vocab_size - 1
+    input_ids = place(args, input_ids)
 
     def open_clip_logits() -> torch.Tensor:
         image = reference_open_clip.encode_image(pixel_values, normalize=True)
@@ -89,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default={},
         help="extra open_clip.create_model arguments as a JSON object, e.g. '{\"embed_dim\": 32}'",
     )
+    add_attention_argument(parser)
     parser.add_argument(
         "--modes",
         nargs="+",

@@ -30,6 +30,7 @@ from hubformers.scripts.benchmark import (
     Contender,
     Workload,
     load_quietly,
+    place,
     time_interleaved,
 )
 from hubformers.scripts.checkpoints import json_object
@@ -157,8 +158,9 @@ def forward_flops(config: LongformerConfig, batch_size: int, length: int, global
 
 
 def workload(args: argparse.Namespace) -> Workload:
-    ours, reference = models(args.config, args.length, args.attention_window)
+    ours, reference = (place(args, model) for model in models(args.config, args.length, args.attention_window))
     batch = inputs(args.batch_size, args.length, args.global_tokens, ours.config.vocab_size)
+    batch = {name: place(args, tensor) for name, tensor in batch.items()}
     for name, model in [("ours", ours), ("transformers", reference)]:
         print(f"peak memory of one forward, {name}: {peak_memory(model, lambda m=model: m(**batch)) / 2**20:.0f} MiB")
 

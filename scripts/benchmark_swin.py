@@ -16,7 +16,14 @@ import transformers
 
 from hubformers.configuration_swin import SwinConfig
 from hubformers.configuration_vit import to_pair
-from hubformers.scripts.benchmark import Contender, Workload, load_quietly
+from hubformers.scripts.benchmark import (
+    Contender,
+    Workload,
+    add_attention_argument,
+    load_quietly,
+    peer_attention,
+    place,
+)
 from hubformers.scripts.checkpoints import json_object
 from hubformers.scripts.convert_timm_swin import convert_timm_swin
 from hubformers.scripts.timm_models import import_timm
@@ -45,14 +52,17 @@ def workload(args: argparse.Namespace) -> Workload:
     model_args = {"drop_path_rate": 0.0, **args.model_args, **image_size}
     timm_model = import_timm().create_model(args.model, pretrained=False, **model_args).eval()
     ours = convert_timm_swin(timm_model)
-    ours.set_attn_implementation("sdpa")
+    ours.set_attn_implementation(args.attn_implementation)
+    reference_class = transformers.SwinForImageClassification
     with tempfile.TemporaryDirectory() as folder:
         ours.save_pretrained(folder)
-        reference = load_quietly(transformers.SwinForImageClassification, folder, attn_implementation="sdpa")
+        attention = peer_attention(reference_class, args.attn_implementation)
+        reference = load_quietly(reference_class, folder, attn_implementation=attention)
+    ours, reference, timm_model = (place(args, model) for model in (ours, reference, timm_model))
     config = ours.config
     image_size = to_pair(config.image_size)
-    inputs = torch.randn(args.batch_size, config.num_channels, *image_size)
-    labels = torch.randint(0, config.num_labels, (args.batch_size,))
+    inputs = place(args, torch.randn(args.batch_size, config.num_channels, *image_size))
+    labels = place(args, torch.randint(0, config.num_labels, (args.batch_size,)))
 
     def contender(name, model, logits) -> Contender:
         return Contender(
@@ -81,3 +91,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default={},
         help='extra timm.create_model arguments as a JSON object, e.g. \'{"embed_dim": 32, "depths": [2, 2]}\'',
     )
+    add_attention_argument(parser)

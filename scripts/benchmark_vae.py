@@ -1,4 +1,4 @@
-"""VAE: ours vs diffusers' AutoencoderKL on the same weights: encode + decode of images, float32.
+"""VAE: ours vs diffusers' AutoencoderKL on the same weights: encode + decode of images.
 
 `hubformers benchmark vae` times the conv VAE in the Stable Diffusion shape (channels 128-256-512-512, 2 layers
 per block, 4 latent channels) by default on one 256x256 image: encode to the posterior mean, then decode. Both
@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hubformers import VAEConfig, VAEModel
-from hubformers.scripts.benchmark import Contender, Workload
+from hubformers.scripts.benchmark import Contender, Workload, add_attention_argument, place
 
 
 def diffusers_twin(model: VAEModel):
@@ -69,8 +69,10 @@ def counted_flops(function) -> float:
 
 def workload(args: argparse.Namespace) -> Workload:
     ours = new_model(args.channels, args.layers_per_block, args.image_size)
+    ours.set_attn_implementation(args.attn_implementation)
     reference = diffusers_twin(ours)
-    pixel_values = torch.rand(args.batch_size, 3, args.image_size, args.image_size) * 2 - 1
+    ours, reference = place(args, ours), place(args, reference)
+    pixel_values = place(args, torch.rand(args.batch_size, 3, args.image_size, args.image_size) * 2 - 1)
 
     def ours_round_trip() -> torch.Tensor:
         return ours.decode(ours.encode(pixel_values).latents)
@@ -97,6 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--layers-per-block", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=256, help="image side")
+    add_attention_argument(parser)
 
 
 # --- tiled decoding: memory and seams ------------------------------------------------------------------

@@ -15,7 +15,14 @@ import transformers
 from torch import nn
 
 from hubformers.configuration_vit import ViTConfig, to_pair
-from hubformers.scripts.benchmark import Contender, Workload, load_quietly
+from hubformers.scripts.benchmark import (
+    Contender,
+    Workload,
+    add_attention_argument,
+    load_quietly,
+    peer_attention,
+    place,
+)
 from hubformers.scripts.checkpoints import json_object
 from hubformers.scripts.convert_timm_vit import convert_timm_vit
 from hubformers.scripts.timm_models import import_timm
@@ -37,17 +44,20 @@ def vit_forward_flops(config: ViTConfig, batch_size: int) -> float:
 
 def workload(args: argparse.Namespace) -> Workload:
     """A timm ViT with random weights, converted to ours, ours saved and loaded by transformers' ViT (the
-    checkpoint layout is shared): three implementations of the same weights, all on sdpa attention."""
+    checkpoint layout is shared): three implementations of the same weights, by default all on sdpa attention."""
     model_args = {**args.model_args, **({"img_size": args.image_size} if args.image_size else {})}
     timm_model = import_timm().create_model(args.model, pretrained=False, **model_args)
     ours = convert_timm_vit(timm_model)
-    ours.set_attn_implementation("sdpa")
+    ours.set_attn_implementation(args.attn_implementation)
+    reference_class = transformers.ViTForImageClassification
     with tempfile.TemporaryDirectory() as folder:
         ours.save_pretrained(folder)
-        reference = load_quietly(transformers.ViTForImageClassification, folder, attn_implementation="sdpa")
+        attention = peer_attention(reference_class, args.attn_implementation)
+        reference = load_quietly(reference_class, folder, attn_implementation=attention)
+    ours, reference, timm_model = (place(args, model) for model in (ours, reference, timm_model))
     config = ours.config
-    inputs = torch.randn(args.batch_size, config.num_channels, *to_pair(config.image_size))
-    labels = torch.randint(0, config.num_labels, (args.batch_size,))
+    inputs = place(args, torch.randn(args.batch_size, config.num_channels, *to_pair(config.image_size)))
+    labels = place(args, torch.randint(0, config.num_labels, (args.batch_size,)))
 
     def contender(name: str, model: nn.Module, logits: Callable[[torch.Tensor], torch.Tensor]) -> Contender:
         return Contender(
@@ -76,3 +86,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default={},
         help='extra timm.create_model arguments as a JSON object, e.g. \'{"embed_dim": 32, "depth": 2}\'',
     )
+    add_attention_argument(parser)

@@ -36,7 +36,8 @@ def test_tiny_vit_benchmark_reports_every_implementation(tmp_path, capsys):
         "--threads", "1", "--json", tmp_path / "results.json",
     )  # fmt: skip
     output = capsys.readouterr().out
-    assert "torch threads: 1" in output
+    assert "(3, 32, 32), float32, batch 2, 2 repeats (+1 warm-up), interleaved\ntorch threads: 1" in output
+    assert "matmul peak (128x128 float32, median over the rounds): forward " in output
     assert re.search(r"max \|output - ours\|: transformers \S+, timm \S+", output)
     rows = {(mode, name): [float(value) for value in values] for mode, name, *values in ROW.findall(output)}
     assert set(rows) == {(mode, name) for mode in benchmark.MODES for name in IMPLEMENTATIONS}
@@ -48,6 +49,7 @@ def test_tiny_vit_benchmark_reports_every_implementation(tmp_path, capsys):
 
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["threads"] == 1 and len(report["rows"]) == 6
+    assert (report["device"], report["dtype"]) == ("cpu", "float32")
     ours_times = {row["mode"]: row["times_s"] for row in report["rows"] if row["implementation"] == "ours"}
     for row in report["rows"]:
         assert len(row["times_s"]) == 2
@@ -78,3 +80,93 @@ def test_hubformers_command_routes_to_the_benchmark():
     args = cli.build_parser(argv).parse_args(argv)
     assert args.run is benchmark.main and args.plugin is benchmark_vit
     assert (args.repeats, args.batch_size, args.model) == (3, 8, "vit_base_patch16_224")
+
+
+TINY_VIT_ARGS = (
+    "vit", "--model", "vit_tiny_patch16_224",
+    "--model-args", '{"embed_dim": 32, "depth": 2, "num_heads": 4, "patch_size": 8, "num_classes": 3}',
+    "--image-size", "32", "--batch-size", "2", "--peak-size", "64", "--threads", "1",
+)  # fmt: skip
+
+
+def test_bfloat16_runs_every_contender_and_the_peak_in_bfloat16(tmp_path, capsys, monkeypatch):
+    """`--dtype bfloat16`: the models, their inputs and the peak's matmul all in bfloat16, the outputs compared
+    at bfloat16's tolerance (they differ from float32's by ~1e-2 of their scale)."""
+    dtypes, outputs = [], {}
+    original, compare = benchmark.matmul_step, benchmark.max_output_differences
+    monkeypatch.setattr(benchmark, "matmul_step", lambda *a: dtypes.append(a[1:]) or original(*a))
+
+    def max_output_differences(workload, dtype):
+        outputs.update({c.name: c.forward().dtype for c in workload.contenders})
+        return compare(workload, dtype)
+
+    monkeypatch.setattr(benchmark, "max_output_differences", max_output_differences)
+    run_cli(
+        *TINY_VIT_ARGS, "--repeats", "1", "--warmup", "0", "--dtype", "bfloat16", "--device", "cpu",
+        "--json", tmp_path / "results.json",
+    )  # fmt: skip
+    output = capsys.readouterr().out
+    assert "(3, 32, 32), bfloat16, batch 2" in output and "matmul peak (64x64 bfloat16" in output
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert (report["device"], report["dtype"]) == ("cpu", "bfloat16")
+    assert dtypes == [(torch.device("cpu"), torch.bfloat16)] * 2
+    assert outputs == dict.fromkeys(IMPLEMENTATIONS, torch.bfloat16)
+
+
+def test_places_modules_and_float_inputs_in_the_dtype_and_ids_keep_theirs():
+    args = argparse.Namespace(device=torch.device("meta"), dtype=torch.bfloat16)
+    layer = benchmark.place(args, torch.nn.Linear(2, 2))
+    assert (layer.weight.device.type, layer.weight.dtype) == ("meta", torch.bfloat16)
+    ids = benchmark.place(args, torch.arange(3))
+    assert (ids.device.type, ids.dtype) == ("meta", torch.int64)
+    on_cpu = argparse.Namespace(device=torch.device("cpu"), dtype=torch.float32)
+    tensor = torch.randn(2)
+    assert benchmark.place(on_cpu, tensor) is tensor  # nothing copied on the default device
+
+
+def test_synchronises_around_each_timed_step_off_the_cpu():
+    events = []
+    steps = {name: (lambda name=name: events.append(name)) for name in ("a", "b")}
+    times = benchmark.time_interleaved(steps, "test", repeats=2, warmup=1, synchronize=lambda: events.append("|"))
+    assert events == ["|", "a", "|", "|", "b", "|", "|", "b", "|", "|", "a", "|", "|", "a", "|", "|", "b", "|"]
+    assert {name: len(seconds) for name, seconds in times.items()} == {"a": 2, "b": 2}
+    assert benchmark.synchronizer("cpu") is None
+    assert benchmark.synchronizer("cuda:0").func is torch.cuda.synchronize
+
+
+def workload_differing_by(relative: float, dtype: torch.dtype) -> benchmark.Workload:
+    ours = torch.linspace(-2, 2, 50, dtype=dtype)
+    peer = ours.clone()
+    peer[7] += relative * 2
+    model = torch.nn.Identity()
+    contenders = [benchmark.Contender("ours", model, lambda: ours), benchmark.Contender("peer", model, lambda: peer)]
+    return benchmark.Workload("test", contenders, forward_flops=1.0)
+
+
+def test_output_tolerance_scales_with_the_dtype():
+    """A peer 2e-2 of the output's scale away: a real disagreement in float32, rounding in bfloat16."""
+    with pytest.raises(RuntimeError, match=r"within 0\.0002 of ours \(0\.0001 of its largest value, float32\)"):
+        benchmark.max_output_differences(workload_differing_by(2e-2, torch.float32), torch.float32)
+    differences = benchmark.max_output_differences(workload_differing_by(2e-2, torch.bfloat16), torch.bfloat16)
+    assert differences["peer"] == pytest.approx(4e-2, rel=0.1)
+    assert benchmark.max_output_differences(workload_differing_by(1e-5, torch.float32)) == {
+        "peer": pytest.approx(2e-5, rel=1e-2)
+    }
+    with pytest.raises(RuntimeError, match="bfloat16"):
+        benchmark.max_output_differences(workload_differing_by(0.2, torch.bfloat16), torch.bfloat16)
+
+
+def test_rejects_an_unknown_dtype(capsys):
+    parser = argparse.ArgumentParser(prog="hubformers benchmark")
+    benchmark.add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["vit", "--dtype", "float64"])
+    assert "expected one of float32, bfloat16, float16, got 'float64'" in capsys.readouterr().err
+
+
+def test_transformers_peer_takes_ours_attention_where_it_has_it():
+    import transformers
+
+    assert benchmark.peer_attention(transformers.ViTForImageClassification, "flex_attention") == "flex_attention"
+    assert benchmark.peer_attention(transformers.SwinForImageClassification, "flex_attention") == "sdpa"
+    assert benchmark.peer_attention(transformers.SwinForImageClassification, "eager") == "eager"

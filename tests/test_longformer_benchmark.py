@@ -28,7 +28,17 @@ TINY = {
 
 
 def arguments(**values) -> argparse.Namespace:
-    defaults = dict(config=TINY, length=128, attention_window=32, global_tokens=1, batch_size=1, repeats=1, warmup=0)
+    defaults = dict(
+        config=TINY,
+        length=128,
+        attention_window=32,
+        global_tokens=1,
+        batch_size=1,
+        repeats=1,
+        warmup=0,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+    )
     return argparse.Namespace(**{**defaults, **values})
 
 
