@@ -90,12 +90,16 @@ def image_batch(config, batch: int, grow: int = 0) -> torch.Tensor:
     return torch.randn(batch, config.num_channels, height + grow, width + grow)
 
 
-def text_batch(config, batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids (avoiding the special ids at the bottom of the vocabulary) and an attention mask whose last row
-    is padded, so that the check covers padding."""
-    input_ids = torch.randint(3, config.vocab_size, (batch, length))
+def text_batch(config, batch: int, length: int, ends_with_eos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (avoiding the special ids) and an attention mask whose last row is padded, so that the check
+    covers padding; with `ends_with_eos`, each row's last real token is `config.eos_token_id` (CLIP pools there)."""
+    special = {config.pad_token_id, config.bos_token_id, config.eos_token_id} - {None}
+    ordinary = torch.tensor([i for i in range(config.vocab_size) if i not in special])
+    input_ids = ordinary[torch.randint(len(ordinary), (batch, length))]
     attention_mask = torch.ones(batch, length, dtype=torch.long)
     attention_mask[-1, length // 2 :] = 0
+    if ends_with_eos:
+        input_ids[torch.arange(batch), attention_mask.sum(1) - 1] = config.eos_token_id
     return input_ids, attention_mask
 
 
@@ -115,7 +119,7 @@ def clip_graphs(model: hubformers.CLIPModel) -> list[Graph]:
     text, vision = model.config.text_config, model.config.vision_config
     patch = vision.patch_size if isinstance(vision.patch_size, int) else vision.patch_size[0]
     length = min(8, text.max_position_embeddings)
-    export_text, check_text = text_batch(text, 2, length), text_batch(text, 3, length - 3)
+    export_text, check_text = text_batch(text, 2, length, True), text_batch(text, 3, length - 3, True)
     export_image, check_image = image_batch(vision, 2), image_batch(vision, 3, patch)
     text_dims, image_dims = ((0, 1), (0, 1)), ((0, 2, 3),)
     joint = Outputs(

@@ -99,9 +99,10 @@ def test_swin_graph_runs_at_sizes_that_need_other_padding(tmp_path):
 @torch.no_grad()
 def test_clip_joint_graph_and_towers(tmp_path):
     model, folder = exported(tmp_path, "clip")
-    input_ids = torch.randint(0, 97, (2, 11))
+    input_ids = torch.randint(0, 97, (2, 11))  # below the end-of-text id (98), which ends each text
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 6:] = 0
+    input_ids[0, 10], input_ids[1, 5] = 98, 98
     pixel_values = torch.randn(3, 3, 40, 48)
     outputs = model(input_ids, pixel_values, attention_mask, interpolate_pos_encoding=True)
     got = run_onnx(folder / "model.onnx", input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
