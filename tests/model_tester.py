@@ -689,9 +689,12 @@ class ModelTester:
         assert_close(expected, self.outputs(model, inputs), tol=0.0)
 
     def test_forward_signature(self, model_class):
-        """The main input comes first, as pipelines and Trainer pass it."""
-        parameters = list(inspect.signature(model_class.forward).parameters)
-        assert parameters[1] == model_class.main_input_name, parameters
+        """The main input comes first, as pipelines and Trainer pass it; **kwargs are typed."""
+        parameters = inspect.signature(model_class.forward).parameters
+        assert list(parameters)[1] == model_class.main_input_name, list(parameters)
+        # **kwargs typed as transformers' models type them, so that type checkers and docs know what they take
+        kwargs = parameters.get("kwargs")
+        assert kwargs is None or "TransformersKwargs" in str(kwargs.annotation), kwargs
 
     def test_forward_takes_the_reference_arguments(self, model_class):
         """Every input the reference's forward names, ours names too (not only through **kwargs, which would
