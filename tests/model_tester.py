@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from conftest import max_abs_diff
 
-from hubformers import cpu_kernels, fused_linear
+from hubformers import chunking, cpu_kernels, fused_linear
 
 TOL = 1e-5
 
@@ -503,6 +503,22 @@ class ModelTester:
             plain_outputs, plain_gradients = run()
         assert_close(plain_outputs, fast_outputs)
         assert_same_gradients(plain_gradients, fast_gradients)
+
+    def test_chunked_computation(self, model_class, monkeypatch):
+        """Run over the smallest chunks (one token, image or block at a time; chunking.py), the model gives its
+        outputs unchunked, as transformers' test_feed_forward_chunking."""
+        model = self.build(model_class)
+        inputs = self.make_inputs(model_class)
+        expected = self.outputs(model, inputs)
+        sizes = []
+        chunk_size = chunking.chunk_size
+        monkeypatch.setattr(chunking, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(chunking, "chunk_size", lambda *args: sizes.append(chunk_size(*args)) or sizes[-1])
+        got = self.outputs(model, inputs)
+        if not sizes:
+            pytest.skip(f"{model_class.__name__} runs nothing in chunks")
+        assert min(sizes) == 1, sizes
+        assert_close(expected, got)
 
     def test_batching_equivalence(self, model_class):
         """Row i of a batch gives what that input gives alone (text rows without their padding)."""
