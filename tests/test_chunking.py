@@ -60,7 +60,8 @@ def test_in_row_chunks_keeps_the_leading_shape(monkeypatch):
 
     x = torch.randn(2, 5, 6)
     with torch.no_grad():
-        assert max_abs_diff(chunking.in_row_chunks(layer, x, width=8), linear(x)) <= 1e-7
+        # the same rows, rounded alike up to the GEMM's kernel for short calls (an ulp on some CPUs)
+        assert max_abs_diff(chunking.in_row_chunks(layer, x, width=8), linear(x)) <= 1e-6
     assert rows == [4, 4, 2]
 
 
