@@ -647,6 +647,22 @@ class ModelTester:
             assert shapes == expected
         assert not any(self.shapes_of(plain, name) for name in expected)
 
+    def test_retain_grad_hidden_states_attentions(self, model_class):
+        """The first hidden state and attention map returned are part of the graph: gradients reach them."""
+        if not self.takes_hidden_states(model_class):
+            pytest.skip(f"{model_class.__name__} returns no hidden states")
+        model = self.build(model_class)
+        model.set_attn_implementation("eager")
+        output = self.forward(model, self.make_inputs(model_class), output_hidden_states=True, output_attentions=True)
+        tensors = flatten(output)
+        first = [tensors[name] for name in tensors if name.rsplit(".", 1)[-1] == "0" and "attentions" in name]
+        first += [tensors[name] for name in tensors if name.endswith("hidden_states.0")]
+        assert len(first) >= 2, sorted(tensors)
+        for tensor in first:
+            tensor.retain_grad()
+        probe_loss(output).backward()
+        assert all(tensor.grad is not None for tensor in first)
+
     def shapes_of(self, tensors: dict, name: str) -> list[tuple]:
         return [tuple(t.shape) for key, t in tensors.items() if key.rsplit(".", 1)[0] == name]
 
