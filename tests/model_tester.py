@@ -557,9 +557,10 @@ class ModelTester:
             index[1] = slice(row, row + 1)
         return batched[tuple(index)]
 
-    def test_gradient_checkpointing(self, model_class):
-        """gradient_checkpointing_enable sets every checkpointing layer, gives the same loss and gradients, and
-        gradient_checkpointing_disable turns it off again."""
+    @pytest.mark.parametrize("use_reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+    def test_gradient_checkpointing(self, model_class, use_reentrant):
+        """gradient_checkpointing_enable (either of PyTorch's checkpoint implementations) sets every checkpointing
+        layer, gives the same loss and gradients, and gradient_checkpointing_disable turns it off again."""
         if not model_class.supports_gradient_checkpointing:
             pytest.skip(f"{model_class.__name__} does not support gradient checkpointing")
         model = self.build(model_class).train()
@@ -570,7 +571,7 @@ class ModelTester:
         plain = gradients(model)
         model.zero_grad(set_to_none=True)
         assert not model.is_gradient_checkpointing
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
         layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing")]
         assert layers and all(m.gradient_checkpointing for m in layers)
         checkpointed_loss = seeded(self.loss, model, inputs, labels)
@@ -719,6 +720,26 @@ class ModelTester:
         assert all(torch.isfinite(t).all() for t in self.outputs(model, new_ids).values() if t.is_floating_point())
         model.resize_token_embeddings(vocab)
         assert_close(expected, self.outputs(model, inputs), tol=0.0)
+
+    def test_model_get_set_embeddings(self, model_class):
+        """get_input_embeddings gives the first layer (an Embedding for text, the patch projection for images),
+        set_input_embeddings replaces a text model's; get_output_embeddings is a Linear or None."""
+        model = self.build(model_class)
+        try:
+            embeddings = model.get_input_embeddings()
+        except NotImplementedError:
+            reference_class = self.reference_classes.get(model_class)
+            if isinstance(reference_class, type):  # then the reference has none either
+                with pytest.raises(NotImplementedError):
+                    reference_class(self.reference_config(model_class)).get_input_embeddings()
+            pytest.skip(f"{model_class.__name__} has no input embeddings")
+        assert isinstance(embeddings, torch.nn.Module)
+        if self.takes(model_class, "input_ids"):  # as in transformers, text models only
+            replacement = torch.nn.Embedding(10, embeddings.embedding_dim)
+            model.set_input_embeddings(replacement)
+            assert model.get_input_embeddings() is replacement
+        output_embeddings = model.get_output_embeddings()
+        assert output_embeddings is None or isinstance(output_embeddings, torch.nn.Linear)
 
     def test_forward_signature(self, model_class):
         """The main input comes first, as pipelines and Trainer pass it; **kwargs are typed."""
