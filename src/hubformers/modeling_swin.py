@@ -87,21 +87,26 @@ def relative_position_index(window: int, table_window: int, device: torch.device
 
 
 @cache_when_static
-def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
-    """(num_windows, N, N) additive mask for attention on a (height, width) map cyclically shifted by `shift`:
-    0 between tokens of the same region of the unshifted map, -100 across regions (Section 3.2, Fig. 4). Along
-    each axis the regions are [0, size - window), [size - window, size - shift) and [size - shift, size)."""
-    rows, cols = window_positions(height, width, window, device)
+def shifted_window_mask(
+    height: int, width: int, window: int, shift: int, images: int, device: torch.device
+) -> torch.Tensor:
+    """(images * num_windows, N, N) additive mask for attention on `images` (height, width) maps cyclically
+    shifted by `shift`: 0 between tokens of the same region of the unshifted map, -100 across regions (Section
+    3.2, Fig. 4). Along each axis the regions are [0, size - window), [size - window, size - shift) and
+    [size - shift, size)."""
+    rows, cols = window_positions(height, width, window, images, device)
     row_region = (rows >= height - window).long() + (rows >= height - shift).long()
     col_region = (cols >= width - window).long() + (cols >= width - shift).long()
-    region = row_region * 3 + col_region  # (num_windows, N)
+    num_windows = images * (height // window) * (width // window)
+    region = (row_region * 3 + col_region).view(num_windows, window * window)
     return torch.where(region[:, None, :] == region[:, :, None], 0.0, -100.0)
 
 
 def whole(size: int, multiple: int) -> int:
     """How many `multiple`s cover `size` (rounding up). Padding to `whole(size, m) * m`, never `size % m`, lets
-    `torch.export` prove the views of the padded map for every size instead of guarding on the one it traced."""
-    return (size + multiple - 1) // multiple
+    `torch.export` prove the views of the padded map for every size instead of guarding on the one it traced; the
+    `max` with 1 (a no-op for sizes >= 1) tells its range analysis that a count is never 0."""
+    return torch.sym_max((size + multiple - 1) // multiple, 1)
 
 
 def may_shift(shift: int) -> bool:
@@ -110,23 +115,26 @@ def may_shift(shift: int) -> bool:
     return type(shift) is not int or shift > 0
 
 
-def window_positions(height: int, width: int, window: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row and column in a (height, width) map of each token of its windows, (num_windows, window^2) each, windows
-    and the tokens in each in row-major order. Computed rather than viewed from the map: no tensor has the number
-    of windows along an axis as a size, which `torch.export` would guard on (it is 1 at some sizes)."""
-    per_row = width // window
-    windows = torch.arange((height // window) * per_row, device=device)[:, None]
-    tokens = torch.arange(window * window, device=device)[None, :]
-    return windows // per_row * window + tokens // window, windows % per_row * window + tokens % window
+def window_positions(
+    height: int, width: int, window: int, images: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column in a (height, width) map of each token of its windows, in window order (windows, and the
+    tokens in each, row-major), for `images` maps one after the other: two flat tensors. Computed from one range
+    rather than viewed from the map, so that no tensor has a number of windows (per image or along an axis) as
+    a size of its own, on which `torch.export` would guard: it is 1 at some sizes and not at others."""
+    tokens, per_row = window * window, width // window
+    position = torch.arange(images * height * width, device=device)
+    index, offset = position // tokens % ((height // window) * per_row), position % tokens
+    return index // per_row * window + offset // window, index % per_row * window + offset % window
 
 
 @cache_when_static
 def window_order(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     """Cyclic shift plus window partition of a (height, width) map as one permutation of its raster indices:
     entry i is the token that lands at position i of the windows (one gather instead of roll, then copy)."""
-    rows, cols = window_positions(height, width, window, device)
+    rows, cols = window_positions(height, width, window, 1, device)
     # the map rolled up and left by `shift`
-    return (((rows + shift) % height) * width + (cols + shift) % width).flatten()
+    return ((rows + shift) % height) * width + (cols + shift) % width
 
 
 @cache_when_static
@@ -336,15 +344,24 @@ class SwinAttention(nn.Module):
         self._mask_cache: dict = {}
 
     def additive_mask(
-        self, height: int, width: int, window: int, shift: int, dtype: torch.dtype, for_kernel: bool = False
+        self,
+        height: int,
+        width: int,
+        window: int,
+        shift: int,
+        dtype: torch.dtype,
+        for_kernel: bool = False,
+        images: int = 1,
     ) -> torch.Tensor:
-        """Bias plus shift mask, (1 or num_windows, heads, N, N), for a padded (height, width) map; its rows
-        padded for the C kernel when `for_kernel` (see `pad_mask`). Cached per map size while the bias table is
-        unchanged and needs no gradient."""
+        """Bias plus shift mask, (1 or images * num_windows, heads, N, N), for `images` padded (height, width)
+        maps; its rows padded for the C kernel when `for_kernel` (see `pad_mask`). Cached per map size while the
+        bias table is unchanged and needs no gradient."""
         table = self.relative_position_bias.relative_position_bias_table
-        cacheable = is_static(height, width, window, shift) and not (torch.is_grad_enabled() and table.requires_grad)
+        cacheable = is_static(height, width, window, shift, images) and not (
+            torch.is_grad_enabled() and table.requires_grad
+        )
         key = (
-            (height, width, window, shift, for_kernel, dtype, table.device, table.data_ptr(), table._version)
+            (height, width, window, shift, images, for_kernel, dtype, table.device, table.data_ptr(), table._version)
             if cacheable
             else None
         )
@@ -352,7 +369,8 @@ class SwinAttention(nn.Module):
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
         if may_shift(shift):
-            mask = mask + shifted_window_mask(height, width, window, shift, table.device).to(dtype).unsqueeze(1)
+            shifted = shifted_window_mask(height, width, window, shift, images, table.device)
+            mask = mask + shifted.to(dtype).unsqueeze(1)
         if for_kernel:
             mask = pad_mask(mask)
         if cacheable:
@@ -385,26 +403,38 @@ class SwinAttention(nn.Module):
             if crop != map_size:
                 heads = heads.view(batch, padded_h, padded_w, dim)[:, : crop[0], : crop[1]].flatten(1, 2)
             return heads, None
-        # (batch, H' * W', C) -> shifted windows (batch * num_windows, window^2, C)
+        # (batch, H' * W', C) -> shifted windows (batch * num_windows, window^2, C), through all tokens in one
+        # dimension: export guards on a view that splits batch * num_windows off batch (num_windows may be 1)
         num_windows = batch * (padded_h // window) * (padded_w // window)
-        qkv = self.project_qkv(tokens.index_select(1, order).view(num_windows, window * window, dim))
-        heads, weights = self.attend(attention, qkv, map_size, window, shift, **kwargs)
+        windows = tokens.index_select(1, order).flatten(0, 1).view(num_windows, window * window, dim)
+        qkv = self.project_qkv(windows)
+        heads, weights = self.attend(attention, qkv, map_size, window, shift, batch, **kwargs)
         # windows -> un-shifted (batch, H * W, C) without the padding, in one gather
         order = raster_order(padded_h, padded_w, window, shift, *crop, tokens.device)
-        return heads.view(batch, padded_h * padded_w, dim).index_select(1, order), weights
+        return heads.flatten(0, 1).view(batch, padded_h * padded_w, dim).index_select(1, order), weights
 
     def attend(
-        self, attention, qkv: torch.Tensor, map_size: tuple[int, int], window: int, shift: int, **kwargs
+        self,
+        attention,
+        qkv: torch.Tensor,
+        map_size: tuple[int, int],
+        window: int,
+        shift: int,
+        images: int,
+        **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(windows, N, dim) outputs of attention on the (windows, N, 3 * dim) projections, by PyTorch's ops."""
+        """(windows, N, dim) outputs of attention on the (windows, N, 3 * dim) projections of `images` maps, by
+        PyTorch's ops."""
         num_windows, num_tokens, width = qkv.shape
-        mask = self.additive_mask(*map_size, window, shift, qkv.dtype)
+        # one mask per window position, cached, at plain sizes; traced, the whole batch's (see `window_positions`)
+        images = 1 if is_static(num_windows) else images
+        mask = self.additive_mask(*map_size, window, shift, qkv.dtype, images=images)
         if self.needs_grad(qkv) and self.trains_on_cpu_with_sdpa(attention, qkv):
             return WindowAttention.apply(qkv, mask, self.num_heads, self.scaling), None
         # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
         query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        # one mask per window position, repeated for every image (not for one image, as inference chunks run)
-        if may_shift(shift) and not (is_static(num_windows) and mask.shape[0] == num_windows):
+        # repeated for every image (not for one image, as inference chunks run)
+        if is_static(num_windows) and may_shift(shift) and mask.shape[0] != num_windows:
             mask = mask.repeat(num_windows // mask.shape[0], 1, 1, 1)
         output, weights = attention(
             self,
