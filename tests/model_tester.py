@@ -833,14 +833,19 @@ class ModelTester:
         return model_class.__name__.endswith(("ForSequenceClassification", "ForImageClassification"))
 
     def test_ignored_labels(self, model_class):
-        """Token labels of -100 are left out of the loss (PyTorch's ignore_index, as in transformers)."""
-        if not model_class.__name__.endswith(("ForTokenClassification", "ForMaskedLM")):
-            pytest.skip(f"{model_class.__name__} has no token labels")
+        """Labels of -100 are left out of a cross-entropy loss (PyTorch's ignore_index, as in transformers): token
+        labels, and single-label classification labels."""
         model = self.build(model_class)
         inputs = self.make_inputs(model_class)
-        num_classes = model.config.vocab_size if "MaskedLM" in model_class.__name__ else model.config.num_labels
-        labels = torch.randint(0, num_classes, inputs["input_ids"].shape)
-        labels[:, ::2] = -100
+        if model_class.__name__.endswith(("ForTokenClassification", "ForMaskedLM")):
+            num_classes = model.config.vocab_size if "MaskedLM" in model_class.__name__ else model.config.num_labels
+            labels = torch.randint(0, num_classes, inputs["input_ids"].shape)
+            labels[:, ::2] = -100
+        elif self.is_sequence_classifier(model_class):
+            labels = torch.arange(self.batch_size) % model.config.num_labels
+            labels[1] = -100
+        else:
+            pytest.skip(f"{model_class.__name__} takes no class labels")
         with torch.no_grad():
             output = self.forward(model, inputs, labels=labels)
         expected = F.cross_entropy(output.logits.flatten(0, -2), labels.flatten(), ignore_index=-100)
