@@ -48,6 +48,9 @@ class VAEConfig(HubformersConfig):
             latent_channels / use_quant_conv / use_post_quant_conv: the conv model, as in diffusers.
         scaling_factor / shift_factor: latents for a diffusion model are (z - shift) * scale; applied by
             `encode(..., scaled=True)` and undone by `decode(..., scaled=True)`.
+        force_upcast / latents_mean / latents_std: fields of diffusers' AutoencoderKL config that its pipelines read:
+            whether to run the VAE in float32 when the pipeline runs in float16 (not needed here: the decoder
+            computes in float32 just the stages that overflow float16), and per-channel latent statistics.
         tile_size: tiled encode/decode: the side of a tile's own region, in latent pixels.
         tile_overlap: the halo of context around each tile, in pixels of the tiled stage's input; None takes each
             stage's receptive radius, which makes tiles exact.
@@ -75,6 +78,9 @@ class VAEConfig(HubformersConfig):
     use_post_quant_conv: bool = True
     scaling_factor: float | int = 1.0
     shift_factor: float | int | None = None
+    force_upcast: bool = False
+    latents_mean: list[float] | tuple[float, ...] | None = None
+    latents_std: list[float] | tuple[float, ...] | None = None
     tile_size: int = 16
     tile_overlap: int | None = None
 
@@ -105,6 +111,14 @@ class VAEConfig(HubformersConfig):
             require_non_negative(tile_overlap=self.tile_overlap)
         if self.shift_factor is not None:
             require_finite(shift_factor=self.shift_factor)
+        for name in ("latents_mean", "latents_std"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.latent_channels:
+                raise ValueError(
+                    f"`{name}` needs one value per latent channel ({self.latent_channels}), got {len(values)}."
+                )
+        if self.latents_std is not None:
+            require_positive(latents_std=list(self.latents_std))
         if self.architecture == "conv":
             for channels in self.block_out_channels:
                 require_divisible("block_out_channels", channels, "norm_num_groups", self.norm_num_groups)

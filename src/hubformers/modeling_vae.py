@@ -48,13 +48,48 @@ def batch_slices(batch: torch.Tensor, slice_size: int | None) -> tuple[torch.Ten
     return batch.split(slice_size)
 
 
+class DiagonalGaussian:
+    """q(z|x) = N(mean, exp(logvar)), with diffusers' `DiagonalGaussianDistribution` API (`sample`, `mode`,
+    `mean`, `std`, `var`, `kl`), which its pipelines call on `vae.encode(x).latent_dist`."""
+
+    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor):
+        self.mean, self.logvar = mean, logvar
+        self.std, self.var = torch.exp(0.5 * logvar), torch.exp(logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """mean + std * eps, the reparameterisation trick (Section 2.4). eps is drawn on the generator's device
+        and moved, as diffusers' `randn_tensor` does, so one seed gives the same draw whatever the model's device."""
+        device = self.mean.device if generator is None else generator.device
+        noise = torch.randn(self.mean.shape, generator=generator, device=device, dtype=self.mean.dtype)
+        return self.mean + self.std * noise.to(self.mean.device)
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, I)) in closed form (Appendix B), summed over all but the batch dimension."""
+        return 0.5 * (self.mean.square() + self.var - 1.0 - self.logvar).flatten(1).sum(1)
+
+
 @dataclass
 class VAEEncoderOutput(ModelOutput):
-    """latents: the posterior mean, or a draw from it (`sample_posterior=True`), scaled when `scaled=True`."""
+    """latents: the posterior mean, or a draw from it (`sample_posterior=True`), scaled when `scaled=True`;
+    `latent_dist` is the posterior as diffusers' pipelines read it."""
 
     latents: torch.Tensor | None = None
     latent_mean: torch.Tensor | None = None
     latent_logvar: torch.Tensor | None = None
+
+    @property
+    def latent_dist(self) -> DiagonalGaussian:
+        return DiagonalGaussian(self.latent_mean, self.latent_logvar)
+
+
+@dataclass
+class VAEDecoderOutput(ModelOutput):
+    """sample: the decoded images (E[x|z]), under diffusers' name for them."""
+
+    sample: torch.Tensor | None = None
 
 
 @dataclass
@@ -506,6 +541,7 @@ class VAEModel(VAEPreTrainedModel):
             if conv and config.use_post_quant_conv
             else None
         )
+        self.use_tiling, self.use_slicing = False, False  # the defaults of encode/decode, as in diffusers
         self.post_init()
 
     # -- checks ------------------------------------------------------------------------------------------
@@ -637,30 +673,48 @@ class VAEModel(VAEPreTrainedModel):
     def unscale_latents(self, latents: torch.Tensor) -> torch.Tensor:
         return latents / self.config.scaling_factor + (self.config.shift_factor or 0.0)
 
+    # diffusers' switches, which its pipelines call: they set the defaults of `tiled` and `slice_size`
+    def enable_tiling(self, use_tiling: bool = True) -> None:
+        self.tile_settings(None, None)  # refuses the MLP
+        self.use_tiling = use_tiling
+
+    def disable_tiling(self) -> None:
+        self.use_tiling = False
+
+    def enable_slicing(self) -> None:
+        self.use_slicing = True
+
+    def disable_slicing(self) -> None:
+        self.use_slicing = False
+
+    def call_settings(self, tiled: bool | None, slice_size: int | None) -> tuple[bool, int | None]:
+        """`tiled` and `slice_size` of a call, or else what enable_tiling / enable_slicing set (one image at a time)."""
+        tiled = self.use_tiling if tiled is None else tiled
+        return tiled, 1 if slice_size is None and self.use_slicing else slice_size
+
     def encode(
         self,
         pixel_values: torch.Tensor,
         sample_posterior: bool = False,
         generator: torch.Generator | None = None,
         scaled: bool = False,
-        tiled: bool = False,
+        tiled: bool | None = None,
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         slice_size: int | None = None,
     ) -> VAEEncoderOutput:
         """q(z|x). `scaled` applies scaling_factor/shift_factor to `latents`; `tiled` encodes tile by tile
         (`tile_size` in latent pixels, `tile_overlap` in pixels of each tiled stage's input; both default to the
-        config's); `slice_size` images at a time."""
+        config's); `slice_size` images at a time. `tiled` and `slice_size` default to `enable_tiling()` /
+        `enable_slicing()`'s settings (off)."""
         self.check_pixel_values(pixel_values)
+        tiled, slice_size = self.call_settings(tiled, slice_size)
         moments = torch.cat(
             [self.moments(chunk, tiled, tile_size, tile_overlap) for chunk in batch_slices(pixel_values, slice_size)]
         )
         mean, logvar = moments.chunk(2, dim=1)
         logvar = logvar.clamp(*LOGVAR_RANGE)
-        latents = mean
-        if sample_posterior:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            latents = mean + torch.exp(0.5 * logvar) * noise  # the reparameterisation trick (Section 2.4)
+        latents = DiagonalGaussian(mean, logvar).sample(generator) if sample_posterior else mean
         if scaled:
             latents = self.scale_latents(latents)
         return VAEEncoderOutput(latents=latents, latent_mean=mean, latent_logvar=logvar)
@@ -669,19 +723,29 @@ class VAEModel(VAEPreTrainedModel):
         self,
         latents: torch.Tensor,
         scaled: bool = False,
-        tiled: bool = False,
+        tiled: bool | None = None,
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         slice_size: int | None = None,
-    ) -> torch.Tensor:
-        """E[x|z] as images in the pixel range; `scaled=True` takes latents from `encode(..., scaled=True)`."""
+        return_dict: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor | VAEDecoderOutput | tuple[torch.Tensor]:
+        """E[x|z] as images in the pixel range; `scaled=True` takes latents from `encode(..., scaled=True)`.
+
+        Returns the images, or as diffusers' `AutoencoderKL.decode` does, a `VAEDecoderOutput` (`return_dict=True`)
+        or a one-tuple (`return_dict=False`). `generator` is accepted for diffusers' pipelines, which pass it to
+        every decoder: this one is deterministic."""
         self.check_latents(latents)
+        tiled, slice_size = self.call_settings(tiled, slice_size)
         if scaled:
             latents = self.unscale_latents(latents)
         outputs = [
             self.decoder_output(chunk, tiled, tile_size, tile_overlap) for chunk in batch_slices(latents, slice_size)
         ]
-        return self.mean_image(torch.cat(outputs))
+        images = self.mean_image(torch.cat(outputs))
+        if return_dict is None:
+            return images
+        return VAEDecoderOutput(sample=images) if return_dict else (images,)
 
     def reconstruct(self, pixel_values: torch.Tensor, sample_posterior: bool = False, **tiling) -> torch.Tensor:
         """decode(encode(x)): through the posterior mean, or a draw from the posterior."""
@@ -749,7 +813,7 @@ class VAEModel(VAEPreTrainedModel):
         decoded = self.decoder_output(posterior.latents)
         mean, logvar = posterior.latent_mean, posterior.latent_logvar
         reconstruction_loss = self.negative_log_likelihood(pixel_values, decoded)
-        kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)  # Appendix B
+        kl = posterior.latent_dist.kl()
         loss = (reconstruction_loss + self.config.beta * kl).mean() if return_loss else None
         return VAEOutput(
             loss=loss,
