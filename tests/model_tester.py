@@ -750,16 +750,18 @@ class ModelTester:
         assert kwargs is None or "TransformersKwargs" in str(kwargs.annotation), kwargs
 
     def test_forward_takes_the_reference_arguments(self, model_class):
-        """Every input the reference's forward names, ours names too (not only through **kwargs, which would
-        drop it silently)."""
+        """Every input the reference's forward names, ours names too, in the same order (not only through
+        **kwargs, which would drop it silently)."""
         self.needs_reference(model_class)
         reference_class = self.reference_classes[model_class]
         if not isinstance(reference_class, type):
             pytest.skip(f"{model_class.__name__}'s reference is not a class")
         flags = {"self", "kwargs", "return_dict", "output_attentions", "output_hidden_states"}
-        theirs = set(inspect.signature(reference_class.forward).parameters) - flags
-        ours = set(inspect.signature(model_class.forward).parameters)
-        assert not theirs - ours, f"missing: {sorted(theirs - ours)}"
+        theirs = [name for name in inspect.signature(reference_class.forward).parameters if name not in flags]
+        ours = list(inspect.signature(model_class.forward).parameters)
+        assert not set(theirs) - set(ours), f"missing: {sorted(set(theirs) - set(ours))}"
+        # in the same order, so that positional calls written for transformers mean the same
+        assert [name for name in ours if name in theirs] == theirs, (ours, theirs)
 
     # ======================================================================================================
     # training
