@@ -340,7 +340,7 @@ class LongformerSelfAttention(nn.Module):
         key = linear_layer(self.key, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
         value = linear_layer(self.value, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
 
-        context, local_probs = self.dilated_attention(query, key, value, masks, need_weights)
+        context, local_probs = self.windowed_attention(query, key, value, masks, need_weights)
         global_context, global_probs = self.global_attention(hidden_states, masks)
         # global tokens take the output of their own full attention, padding tokens zeros (a zero row appended)
         global_context = F.pad(global_context, (0, 0, 0, 1))
@@ -353,16 +353,15 @@ class LongformerSelfAttention(nn.Module):
         global_probs = global_probs * (masks.global_slot_bias == 0)[:, None, :, None]
         return context, local_probs, global_probs.transpose(2, 3)
 
-    def dilated_attention(
+    def windowed_attention(
         self, query, key, value, masks: AttentionMasks, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`windowed_attention` for each group of heads that share a dilation, the heads put back in order."""
+        """Every token on its window and on the global keys: `band_attention` for each group of heads that share
+        a dilation, the heads put back in order."""
         if len(self.head_groups) == 1:
-            return self.windowed_attention(query, key, value, masks, need_weights, self.head_groups[0][0])
+            return self.band_attention(query, key, value, masks, need_weights, self.head_groups[0][0])
         outputs = [
-            self.windowed_attention(
-                query[:, :, heads], key[:, :, heads], value[:, :, heads], masks, need_weights, layout
-            )
+            self.band_attention(query[:, :, heads], key[:, :, heads], value[:, :, heads], masks, need_weights, layout)
             for layout, heads in self.head_groups
         ]
         batch_size, num_tokens = query.shape[:2]
@@ -370,12 +369,12 @@ class LongformerSelfAttention(nn.Module):
         context = context[:, :, self.head_order].flatten(2)
         return context, torch.cat([p for _, p in outputs], dim=1)[:, self.head_order] if need_weights else None
 
-    def windowed_attention(
+    def band_attention(
         self, query, key, value, masks: AttentionMasks, need_weights: bool, layout: BandLayout
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Every token on its window and on the global keys (projected like the others): (batch, tokens,
-        heads, head_dim) in, (batch, tokens, heads * head_dim) out (padding tokens' rows are for the caller to
-        zero), plus the probabilities in the layout of `attentions` if asked."""
+        """Heads of one dilation (`layout`), every token on its window and on the global keys (projected like
+        the others): (batch, tokens, heads, head_dim) in, (batch, tokens, heads * head_dim) out (padding tokens'
+        rows are for the caller to zero), plus the probabilities in the layout of `attentions` if asked."""
         batch_size, num_tokens, num_heads, head_dim = query.shape
         dilation, block, reach = layout.dilation, layout.block, layout.reach
         # padded to whole units; a unit is strand_window tokens of each strand, in whole blocks
