@@ -540,6 +540,13 @@ def test_labels_out_of_range_are_refused(head):
     assert_refused_without_a_change(model, dict(batch_inputs, labels=labels), message)
 
 
+def test_multiple_choice_masks_of_another_shape_are_refused():
+    model = hubformers.LongformerForMultipleChoice(hubformers.LongformerConfig(**TINY_LONGFORMER)).train()
+    input_ids = question_answer_ids(6, 3, 17).view(2, 3, 17)
+    message = r"`global_attention_mask` must have the input's shape \(2, 3, 17\), got \(6, 17\)"
+    assert_refused_without_a_change(model, dict(input_ids=input_ids, global_attention_mask=torch.ones(6, 17)), message)
+
+
 def test_token_labels_of_minus_100_are_ignored_as_in_transformers(tmp_path):
     reference, ours = reference_and_ours(
         tmp_path, transformers.LongformerForTokenClassification, hubformers.LongformerForTokenClassification
