@@ -741,6 +741,23 @@ class ModelTester:
         output_embeddings = model.get_output_embeddings()
         assert output_embeddings is None or isinstance(output_embeddings, torch.nn.Linear)
 
+    def test_model_outputs_equivalence(self, model_class):
+        """`return_dict=False` gives the output's fields as a tuple, the same tensors in the same order (with
+        hidden states and attention maps too)."""
+        if not self.takes(model_class, "kwargs") and not self.takes(model_class, "return_dict"):
+            pytest.skip(f"{model_class.__name__} takes no return_dict")
+        model = self.build(model_class)
+        inputs = self.make_inputs(model_class)
+        flags = {"output_hidden_states": True, "output_attentions": True} if self.has_attentions else {}
+        if flags:
+            model.set_attn_implementation("eager")
+        with torch.no_grad():
+            as_dict = self.forward(model, inputs, **flags)
+            as_tuple = self.forward(model, inputs, return_dict=False, **flags)
+        assert isinstance(as_tuple, tuple)
+        assert_close(flatten(as_dict.to_tuple()), flatten(as_tuple), tol=0.0)
+        assert len(flatten(as_tuple)) == len(flatten(as_dict))
+
     def test_forward_signature(self, model_class):
         """The main input comes first, as pipelines and Trainer pass it; **kwargs are typed."""
         parameters = inspect.signature(model_class.forward).parameters
