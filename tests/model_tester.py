@@ -25,6 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import max_abs_diff
+from safetensors.torch import save_file
 
 from hubformers import chunking, cpu_kernels, fused_linear
 
@@ -390,6 +391,31 @@ class ModelTester:
         loaded = model_class.from_pretrained(tmp_path, device_map="cpu").eval()
         assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
         assert_close(self.outputs(model, inputs), self.outputs(loaded, inputs), tol=0.0)
+
+    def test_missing_weights_are_initialised(self, model_class, tmp_path):
+        """A checkpoint without most weights (a head on a new task, a tower into the joint model) loads with
+        the missing ones initialised as a fresh model initialises them (transformers'
+        test_can_init_all_missing_weights): constants equal, random tensors of the same spread, all finite."""
+        torch.manual_seed(0)
+        fresh = model_class(self.get_config(model_class))
+        fresh.save_pretrained(tmp_path)
+        state = fresh.state_dict()
+        kept = next(iter(state))
+        save_file({kept: state[kept].contiguous()}, tmp_path / "model.safetensors", metadata={"format": "pt"})
+        loaded = model_class.from_pretrained(tmp_path).state_dict()
+        for name, expected in state.items():
+            got = loaded[name]
+            if not expected.is_floating_point():
+                assert torch.equal(expected, got), name
+                continue
+            assert torch.isfinite(got).all(), name
+            if expected.numel() == 1 or expected.std() == 0:
+                assert torch.equal(expected, got), (
+                    f"{name}: {got.flatten()[:4].tolist()}, fresh {expected.flatten()[:4].tolist()}"
+                )
+            elif expected.numel() >= 64:  # fewer values give too noisy a spread
+                ratio = got.std().item() / expected.std().item()
+                assert 0.5 <= ratio <= 2, f"{name}: std {got.std().item():.3g}, fresh {expected.std().item():.3g}"
 
     @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
     def test_half_precision_load(self, model_class, tmp_path, dtype):
