@@ -11,7 +11,9 @@ Paper: https://arxiv.org/abs/2103.14030.
 
 Every forward call takes any input size: the image is padded to whole patches, each map to whole windows
 (the shift mask is built for the padded map) and a window wider than the map shrinks to the map, as in
-transformers' Swin. The relative-position bias of a block and the shift mask are built once per map size and
+transformers' Swin, but for that call only: the output depends on the input alone. Padding, window and shift
+are computed from the sizes without branching on them, so that a `torch.export` program traced at one size
+runs at every size of its declared range (named `Dim`s or `Dim.DYNAMIC`). The relative-position bias of a block and the shift mask are built once per map size and
 cached (rebuilt whenever the bias table changes), and attention goes through transformers' interface with the
 bias and mask as one additive mask; a call that asks for `output_attentions` runs the eager path, which
 returns the probabilities. On x86 CPUs, sdpa's work goes to a C kernel compiled on first use (cpu_kernels.py),
@@ -106,7 +108,14 @@ def whole(size: int, multiple: int) -> int:
     """How many `multiple`s cover `size` (rounding up). Padding to `whole(size, m) * m`, never `size % m`, lets
     `torch.export` prove the views of the padded map for every size instead of guarding on the one it traced; the
     `max` with 1 (a no-op for sizes >= 1) tells its range analysis that a count is never 0."""
-    return torch.sym_max((size + multiple - 1) // multiple, 1)
+    count = (size + multiple - 1) // multiple
+    return count if type(count) is int else torch.sym_max(count, 1)
+
+
+def least(a: int, b: int) -> int:
+    """The smaller of two sizes: plain ints, or export's symbolic sizes, whose comparison in `min` would add a
+    guard that `torch.sym_min` does not."""
+    return min(a, b) if type(a) is int and type(b) is int else torch.sym_min(a, b)
 
 
 def may_shift(shift: int) -> bool:
@@ -497,9 +506,9 @@ class SwinLayer(GradientCheckpointingLayer):
         Written with min and max, not a branch, so that an exported program keeps every map size."""
         if always_partition:
             return self.window_size, self.shift_size
-        side = torch.sym_min(height, width)
-        wider = torch.sym_min(torch.sym_max(side - self.window_size, 0), 1)  # 1 if the map is wider than a window
-        return torch.sym_min(side, self.window_size), self.shift_size * wider
+        side = least(height, width)
+        window = least(side, self.window_size)
+        return window, self.shift_size * least(side - window, 1)  # shifted only if the map is wider than a window
 
     def forward(
         self,
