@@ -16,21 +16,12 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
+from test_text_to_image import TINY_CLIP
 
 import hubformers
 from hubformers.scripts.build_clip_tokenizer import build_clip_tokenizer
 
-TEXT = dict(
-    vocab_size=49408,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=64,
-    max_position_embeddings=16,
-    bos_token_id=49406,
-    eos_token_id=49407,
-    pad_token_id=49407,
-)
+TEXT = TINY_CLIP["text_config"]
 VAE = dict(
     in_channels=3,
     out_channels=3,

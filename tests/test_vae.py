@@ -351,3 +351,106 @@ def test_rejected_calls_leave_the_model_as_it_was():
     assert all(torch.equal(t, weights[name]) for name, t in model.state_dict().items())
     assert all(norm.tiling is None for norm in model.modules() if isinstance(norm, modeling_vae.TiledGroupNorm))
     assert torch.equal(model.decode(latents, tiled=True, tile_size=2), before)
+
+
+# -- diffusers' VAE API, which its pipelines call -------------------------------------------------------------
+
+
+def test_latent_dist_and_decode_outputs_are_diffusers():
+    ours, reference = conv_pair()
+    x = images()
+    with torch.no_grad():
+        expected, got = reference.encode(x).latent_dist, ours.encode(x).latent_dist
+        draws = [dist.sample(torch.Generator().manual_seed(3)) for dist in (expected, got)]
+        for a, b in [(expected.mean, got.mean), (expected.mode(), got.mode()), (*draws,), (expected.kl(), got.kl())]:
+            assert max_abs_diff(a, b) <= TOL
+        assert max_abs_diff(expected.std, got.std) <= TOL and max_abs_diff(expected.var, got.var) <= TOL
+        z = expected.mean
+        image = reference.decode(z).sample
+        assert max_abs_diff(ours.decode(z, return_dict=True).sample, image) <= TOL
+        (alone,) = ours.decode(z, return_dict=False, generator=torch.Generator())
+        assert max_abs_diff(alone, image) <= TOL
+        assert torch.equal(ours.decode(z), alone)  # our own call still gives the images
+
+
+def test_tiling_and_slicing_switches_set_the_defaults(monkeypatch):
+    ours, _ = conv_pair()
+    seen = []
+    monkeypatch.setattr(ours, "decoder_output", lambda chunk, tiled, *args: seen.append((len(chunk), tiled)) or chunk)
+    monkeypatch.setattr(ours, "mean_image", lambda output: output)
+    z = torch.randn(3, 4, 4, 4)
+    ours.decode(z)
+    ours.enable_tiling(), ours.enable_slicing()
+    ours.decode(z)
+    ours.decode(z, tiled=False, slice_size=2)  # the arguments win over the switches
+    ours.disable_tiling(), ours.disable_slicing()
+    ours.decode(z)
+    assert seen == [(3, False), (1, True), (1, True), (1, True), (2, False), (1, False), (3, False)]
+    with pytest.raises(ValueError, match="Tiling needs architecture='conv'"):
+        hubformers.VAEModel(hubformers.VAEConfig(**TINY_MLP)).enable_tiling()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"latents_mean": [0.0, 1.0]}, "`latents_mean` needs one value per latent channel \\(4\\), got 2"),
+        ({"latents_std": [1.0, 1.0, 0.0, 1.0]}, "`latents_std` must be positive"),
+    ],
+)
+def test_invalid_latent_statistics(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        hubformers.VAEConfig(**{**TINY_CONV, **overrides})
+
+
+def test_diffusers_fields_are_read_and_saved(tmp_path):
+    config = hubformers.VAEConfig(**TINY_CONV, latents_mean=[0.1] * 4, latents_std=[2.0] * 4)
+    assert config.force_upcast is False  # the decoder upcasts only what overflows (see below)
+    config.save_pretrained(tmp_path)
+    loaded = hubformers.VAEConfig.from_pretrained(tmp_path)
+    assert loaded.latents_mean == [0.1] * 4 and loaded.latents_std == [2.0] * 4 and loaded.force_upcast is False
+
+
+# -- float16: the stages that overflow run in float32 ---------------------------------------------------------
+
+
+def overflowing_pair():
+    """Our VAE and diffusers' on weights whose decoder's last ResNet sends activations to about 1.6e5, beyond
+    float16's 65504, while the final GroupNorm brings them back: float32 decodes are finite."""
+    ours, reference = conv_pair(block_out_channels=[8, 16])
+    with torch.no_grad():
+        conv = reference.decoder.up_blocks[-1].resnets[-1].conv2
+        conv.weight.mul_(1e5), conv.bias.mul_(1e5)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return ours, reference
+
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["whole", "tiled"])
+def test_float16_decode_upcasts_only_the_stages_that_overflow(monkeypatch, tiled):
+    ours, reference = overflowing_pair()
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    upcast = []
+    in_float32 = modeling_vae.in_float32
+    monkeypatch.setattr(
+        modeling_vae, "in_float32", lambda step, modules, x: upcast.append(modules) or in_float32(step, modules, x)
+    )
+    with torch.no_grad():
+        expected = ours.decode(z, tiled=tiled, tile_size=4)
+        assert torch.isfinite(expected).all() and max_abs_diff(expected, reference.decode(z).sample) <= 1e-4
+        assert not upcast  # nothing overflows float32
+        reference.half(), ours.half()
+        assert not torch.isfinite(reference.decode(z.half()).sample).all()  # diffusers' plain float16 decode
+        got = ours.decode(z.half(), tiled=tiled, tile_size=4)
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    assert max_abs_diff(got.float(), expected) <= 1e-2  # float16 rounding of the other stages
+    # only the last stage (the last up block, the output norm and conv) ran in float32; the weights stay float16
+    assert upcast == [ours.decoder.stage_modules(len(ours.decoder.up_blocks) - 1)]
+    assert {parameter.dtype for parameter in ours.parameters()} == {torch.float16}
+
+
+def test_float32_step_gives_gradients_to_the_half_precision_weights():
+    ours, _ = overflowing_pair()
+    ours.half()
+    z = torch.randn(1, 4, 8, 8, dtype=torch.float16)
+    ours.decode(z).float().sum().backward()
+    conv = ours.decoder.conv_out.weight
+    assert conv.grad is not None and conv.grad.dtype == torch.float16 and torch.isfinite(conv.grad).all()

@@ -179,8 +179,8 @@ class TiledGroupNorm(nn.GroupNorm):
 
 
 @contextmanager
-def tiled_norms(module: nn.Module, statistics: TileStatistics) -> Iterator[None]:
-    norms = [m for m in module.modules() if isinstance(m, TiledGroupNorm)]
+def tiled_norms(modules: list[nn.Module], statistics: TileStatistics) -> Iterator[None]:
+    norms = [m for module in modules for m in module.modules() if isinstance(m, TiledGroupNorm)]
     for norm in norms:
         norm.tiling = statistics
     try:
@@ -239,6 +239,64 @@ def run_tiled(
             output = write_own(output, result, own, outer, (height, width))
         if not statistics.finish_pass():
             return output
+
+
+def run_tiled_stage(
+    coder: nn.Module, index: int, tile: int, halo: int, statistics: TileStatistics, x: torch.Tensor
+) -> torch.Tensor:
+    """`coder.stage(index, x)` tile by tile. The stage's GroupNorm statistics are gathered afresh on every call, so
+    that a call again in float32 after an overflow does not reuse those of the overflowed one."""
+    modules = coder.stage_modules(index)
+    for norm in [m for module in modules for m in module.modules() if m in statistics.known]:
+        del statistics.known[norm]
+    with tiled_norms(modules, statistics):
+        return run_tiled(partial(coder.stage, index), x, tile, halo, statistics)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Half precision: float32 where float16 overflows
+
+
+class WithWeights(nn.Module):
+    """Calls `function` with `modules` registered under it, so that `functional_call` can swap their weights."""
+
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor], modules: list[nn.Module]):
+        super().__init__()
+        self.function, self.parts = function, nn.ModuleList(modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.function(x)
+
+
+def in_float32(step: Callable[[torch.Tensor], torch.Tensor], modules: list[nn.Module], x: torch.Tensor):
+    """step(x) in float32, the weights of `modules` upcast for the call only: the model keeps its dtype, and
+    gradients flow back to its weights."""
+    wrapper = WithWeights(step, modules)
+    weights = {name: weight.float() for name, weight in wrapper.named_parameters()}
+    return torch.func.functional_call(wrapper, weights, (x.float(),))
+
+
+def overflow_safe(
+    step: Callable[[torch.Tensor], torch.Tensor], modules: list[nn.Module], x: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """step(x) in the model's `dtype`, unless a half-precision step overflows (a non-finite output from a finite
+    input): then the step runs again in float32. Its output goes back to `dtype` where it fits the range, or
+    stays float32, and the next step then runs in float32 too. Only the steps that overflow pay for float32;
+    diffusers' `force_upcast` runs the whole VAE in float32 instead."""
+    if x.dtype == dtype:
+        result = step(x)
+        if dtype == torch.float32 or torch.isfinite(result).all() or not torch.isfinite(x).all():
+            return result
+    result = in_float32(step, modules, x)
+    return result.to(dtype) if result.abs().amax() <= torch.finfo(dtype).max else result
+
+
+def run_steps(steps: list[tuple[Callable, list[nn.Module]]], x: torch.Tensor) -> torch.Tensor:
+    """The (step, its modules) in turn, each overflow-safe, the output in x's dtype."""
+    dtype = x.dtype
+    for step, modules in steps:
+        x = overflow_safe(step, modules, x, dtype)
+    return x.to(dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -427,14 +485,18 @@ class ConvEncoder(nn.Module):
         reach = reach if overlap is None else overlap
         return reach + reach % 2
 
+    def stage_modules(self, index: int) -> list[nn.Module]:
+        return [self.down_blocks[index]] + ([self.conv_in] if index == 0 else [])
+
     def head(self, features: torch.Tensor) -> torch.Tensor:
         return self.conv_out(activate(self.conv_act, self.conv_norm_out(self.mid_block(features))))
 
+    def head_modules(self) -> list[nn.Module]:
+        return [self.mid_block, self.conv_norm_out, self.conv_out]
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = pixel_values
-        for index in range(len(self.down_blocks)):
-            x = self.stage(index, x)
-        return self.head(x)
+        stages = [(partial(self.stage, index), self.stage_modules(index)) for index in range(len(self.down_blocks))]
+        return run_steps([*stages, (self.head, self.head_modules())], pixel_values)
 
 
 class ConvDecoder(nn.Module):
@@ -467,6 +529,13 @@ class ConvDecoder(nn.Module):
     def head(self, latents: torch.Tensor) -> torch.Tensor:
         return self.mid_block(self.conv_in(latents))
 
+    def head_modules(self) -> list[nn.Module]:
+        return [self.conv_in, self.mid_block]
+
+    def stage_modules(self, index: int) -> list[nn.Module]:
+        modules = [self.up_blocks[index]] + ([self.up_blocks[index - 1].upsamplers[0]] if index > 0 else [])
+        return modules + ([self.conv_norm_out, self.conv_out] if index == len(self.up_blocks) - 1 else [])
+
     def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         if index > 0:
             x = self.up_blocks[index - 1].upsamplers[0](x)
@@ -484,10 +553,8 @@ class ConvDecoder(nn.Module):
         return math.ceil(convs / 2) if index > 0 else convs  # after the up-sampling, a conv reaches half a pixel
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        x = self.head(latents)
-        for index in range(len(self.up_blocks)):
-            x = self.stage(index, x)
-        return x
+        stages = [(partial(self.stage, index), self.stage_modules(index)) for index in range(len(self.up_blocks))]
+        return run_steps([(self.head, self.head_modules()), *stages], latents)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -600,17 +667,18 @@ class VAEModel(VAEPreTrainedModel):
 
     # -- encoder and decoder -----------------------------------------------------------------------------
 
-    def run_stages_tiled(
-        self, coder: nn.Module, x: torch.Tensor, tile_sizes: list[int], tile_overlap: int | None
-    ) -> torch.Tensor:
-        """Run `coder`'s stages tile by tile (`tile_sizes` in each stage's input pixels), sharing whole-image
+    def tiled_steps(
+        self, coder: nn.Module, statistics: TileStatistics, tile_sizes: list[int], tile_overlap: int | None
+    ) -> list[tuple[Callable, list[nn.Module]]]:
+        """`coder`'s stages, each run tile by tile (`tile_sizes` in each stage's input pixels) sharing whole-image
         GroupNorm statistics; the halo is each stage's receptive radius unless `tile_overlap` overrides it."""
-        statistics = TileStatistics()
-        with tiled_norms(coder, statistics):
-            for index, tile in enumerate(tile_sizes):
-                halo = coder.stage_halo(index, tile_overlap)
-                x = run_tiled(partial(coder.stage, index), x, tile, halo, statistics)
-        return x
+        return [
+            (
+                partial(run_tiled_stage, coder, index, tile, coder.stage_halo(index, tile_overlap), statistics),
+                coder.stage_modules(index),
+            )
+            for index, tile in enumerate(tile_sizes)
+        ]
 
     def tile_settings(self, tile_size: int | None, tile_overlap: int | None) -> tuple[int, int | None]:
         """The tile size and overlap of a tiled call: the arguments, or else the config's."""
@@ -631,7 +699,8 @@ class VAEModel(VAEPreTrainedModel):
         if tiled:
             (tile, overlap), factor = self.tile_settings(tile_size, tile_overlap), self.config.downsampling_factor
             sizes = [tile * factor // 2**index for index in range(len(self.encoder.down_blocks))]  # stage inputs
-            moments = self.encoder.head(self.run_stages_tiled(self.encoder, pixel_values, sizes, overlap))
+            stages = self.tiled_steps(self.encoder, TileStatistics(), sizes, overlap)
+            moments = run_steps([*stages, (self.encoder.head, self.encoder.head_modules())], pixel_values)
         else:
             moments = self.encoder(pixel_values)
         return moments if self.quant_conv is None else self.quant_conv(moments)
@@ -647,7 +716,8 @@ class VAEModel(VAEPreTrainedModel):
             return self.decoder(latents)
         tile, overlap = self.tile_settings(tile_size, tile_overlap)
         sizes = [tile * 2 ** max(index - 1, 0) for index in range(len(self.decoder.up_blocks))]  # stage inputs
-        return self.run_stages_tiled(self.decoder, self.decoder.head(latents), sizes, overlap)
+        stages = self.tiled_steps(self.decoder, TileStatistics(), sizes, overlap)
+        return run_steps([(self.decoder.head, self.decoder.head_modules()), *stages], latents)
 
     def mean_image(self, decoder_output: torch.Tensor) -> torch.Tensor:
         """E[x|z]: the Bernoulli probabilities, or the Gaussian mean."""
