@@ -8,8 +8,23 @@ from test_swin import TINY_SWIN
 
 import hubformers
 
-PATCH_GRID = TINY_SWIN["image_size"] // TINY_SWIN["patch_size"]
 STAGES = len(TINY_SWIN["depths"])
+
+
+def image_size(model_class) -> tuple[int, int]:
+    """Non-square, with the later stages' maps (10x8, 5x4) padded to whole windows of 4; square for masked image
+    modelling, whose decoder in transformers takes square maps only."""
+    return (32, 32) if model_class is hubformers.SwinForMaskedImageModeling else (40, 32)
+
+
+def grid(model_class, stage: int) -> tuple[int, int]:
+    """The patch grid of a stage (0: the embeddings'); merging halves it, rounding up."""
+    height, width = (size // TINY_SWIN["patch_size"] for size in image_size(model_class))
+    for _ in range(stage):
+        height, width = -(-height // 2), -(-width // 2)
+    return height, width
+
+
 BACKBONE_FEATURES = ["stem", "stage1", "stage2", "stage3"]
 
 
@@ -57,9 +72,10 @@ class TestSwin(ModelTester):
 
     def make_inputs(self, model_class, batch_size=None):
         batch_size = batch_size or self.batch_size
-        inputs = {"pixel_values": torch.randn(batch_size, 3, TINY_SWIN["image_size"], TINY_SWIN["image_size"])}
+        inputs = {"pixel_values": torch.randn(batch_size, 3, *image_size(model_class))}
         if model_class is hubformers.SwinForMaskedImageModeling:
-            inputs["bool_masked_pos"] = torch.rand(batch_size, PATCH_GRID**2) < 0.5
+            height, width = grid(model_class, 0)
+            inputs["bool_masked_pos"] = torch.rand(batch_size, height * width) < 0.5
         return inputs
 
     def make_labels(self, model_class, inputs):
@@ -68,23 +84,26 @@ class TestSwin(ModelTester):
         return {}
 
     def attention_shapes(self, model_class, inputs):
-        """One map per stage (its last block's), as transformers' Swin returns: (batch x windows, heads, N, N)."""
-        batch, window = len(inputs["pixel_values"]), TINY_SWIN["window_size"]
-        return [
-            (batch * (PATCH_GRID // 2**stage // window) ** 2, heads, window**2, window**2)
-            for stage, heads in enumerate(TINY_SWIN["num_heads"])
-        ]
+        """One map per stage (its last block's), as transformers' Swin returns: (batch x windows, heads, N, N);
+        a window never exceeds the map."""
+        batch, shapes = len(inputs["pixel_values"]), []
+        for stage, heads in enumerate(TINY_SWIN["num_heads"]):
+            height, width = grid(model_class, stage)
+            window = min(TINY_SWIN["window_size"], height, width)
+            windows = -(-height // window) * -(-width // window)
+            shapes.append((batch * windows, heads, window**2, window**2))
+        return shapes
 
     def hidden_state_shapes(self, model_class, inputs):
         batch = len(inputs["pixel_values"])
-        # the embeddings, then each stage's output (merged into the next stage's size, but the last)
-        grids = [PATCH_GRID // 2 ** min(stage, STAGES - 1) for stage in range(STAGES + 1)]
-        widths = [TINY_SWIN["embed_dim"] * 2 ** min(stage, STAGES - 1) for stage in range(STAGES + 1)]
-        maps = [(batch, width, grid, grid) for grid, width in zip(grids, widths)]
+        widths = [TINY_SWIN["embed_dim"] * 2**stage for stage in range(STAGES)]
         if model_class is hubformers.SwinBackbone:  # the stem's map, then each stage's before merging
-            stages = [(batch, TINY_SWIN["embed_dim"] * 2**s, PATCH_GRID // 2**s, PATCH_GRID // 2**s) for s in range(3)]
-            return {"hidden_states": [maps[0], *stages]}
+            maps = [(widths[0], *grid(model_class, 0))] + [(widths[s], *grid(model_class, s)) for s in range(STAGES)]
+            return {"hidden_states": [(batch, *shape) for shape in maps]}
+        # the embeddings, then each stage's output (merged to the next stage's size, but the last)
+        stages = [min(stage, STAGES - 1) for stage in range(STAGES + 1)]
+        maps = [(batch, widths[s], *grid(model_class, s)) for s in stages]
         return {
-            "hidden_states": [(batch, grid * grid, width) for grid, width in zip(grids, widths)],
+            "hidden_states": [(batch, h * w, c) for _, c, h, w in maps],
             "reshaped_hidden_states": maps,
         }
