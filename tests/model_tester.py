@@ -234,10 +234,13 @@ class ModelTester:
         reference.save_pretrained(folder)
 
     def load_in_reference(self, model_class, folder):
-        """Load the folder our `save_pretrained` wrote with the reference library."""
+        """Load the folder our `save_pretrained` wrote with the reference library: every weight it needs there,
+        none left over."""
         reference_class = self.reference_classes[model_class]
         config = reference_class.config_class.from_pretrained(folder)
-        return reference_class.from_pretrained(folder, config=config).eval()
+        reference, info = reference_class.from_pretrained(folder, config=config, output_loading_info=True)
+        assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+        return reference.eval()
 
     def loss(self, model, inputs: dict, labels: dict) -> torch.Tensor:
         """The training loss with labels, or a probe of all outputs for classes without a loss."""
