@@ -13,10 +13,11 @@ Every forward call takes any input size: the image is padded to whole patches, e
 (the shift mask is built for the padded map) and a window wider than the map shrinks to the map, as in
 transformers' Swin, but for that call only: the output depends on the input alone. Padding, window and shift
 are computed from the sizes without branching on them, so that a `torch.export` program traced at one size
-runs at every size of its declared range (named `Dim`s or `Dim.DYNAMIC`). The relative-position bias of a block and the shift mask are built once per map size and
-cached (rebuilt whenever the bias table changes), and attention goes through transformers' interface with the
-bias and mask as one additive mask; a call that asks for `output_attentions` runs the eager path, which
-returns the probabilities. On x86 CPUs, sdpa's work goes to a C kernel compiled on first use (cpu_kernels.py),
+runs at every size of its declared range (named `Dim`s or `Dim.DYNAMIC`). The relative-position bias of a
+block and the shift mask are built once per map size and cached (rebuilt whenever the bias table changes),
+and attention goes through transformers' interface with the bias and mask as one additive mask; a call that
+asks for `output_attentions` runs the eager path, which returns the probabilities. On x86 CPUs, sdpa's work
+goes to a C kernel compiled on first use (cpu_kernels.py),
 which keeps each window and head in cache from the q/k/v projection's output to the attention's, with and
 without gradients; elsewhere on the CPU, training with sdpa runs `WindowAttention`, which differentiates the
 mask without sdpa's math-path fallback. Inference runs each stage over chunks of images, so that activations
@@ -503,7 +504,7 @@ class SwinLayer(GradientCheckpointingLayer):
 
     def window_and_shift(self, height: int, width: int, always_partition: bool) -> tuple[int, int]:
         """A map no larger than a window is one window, unshifted (unless `always_partition`, as backbones do).
-        Written with min and max, not a branch, so that an exported program keeps every map size."""
+        Written with min, not a branch, so that an exported program keeps every map size."""
         if always_partition:
             return self.window_size, self.shift_size
         side = least(height, width)
