@@ -2,6 +2,7 @@
 AutoencoderKL, and the MLP VAE (which has no reference) on the checks of our model against itself."""
 
 import torch
+from diffusers import AutoencoderKL
 from model_tester import ModelTester, randomize
 from safetensors.torch import load_file
 from test_vae import TINY_CONV, TINY_MLP, diffusers_reference, images
@@ -12,13 +13,17 @@ from hubformers.scripts.convert_diffusers import convert
 
 class TestConvVAE(ModelTester):
     all_model_classes = (hubformers.VAEModel,)
-    reference_classes = {hubformers.VAEModel: "AutoencoderKL"}  # built by build_reference
+    reference_classes = {hubformers.VAEModel: AutoencoderKL}
     config = TINY_CONV
     has_attentions = False  # neither attention maps nor hidden states in its outputs
     common_properties = ("num_channels", "image_size", "latent_channels", "block_out_channels")
     minimal_config_kwargs = {}
     xfail = {}
-    skip = {}
+    skip = {
+        ("VAEModel", "test_forward_takes_the_reference_arguments"): "a documented, different API: diffusers' "
+        "AutoencoderKL.forward(sample) returns the reconstruction, ours (pixel_values) the negative ELBO to train "
+        "on; encode/decode are the parts that match diffusers'",
+    }
 
     def config_kwargs(self, model_class):
         return dict(self.config)
@@ -32,7 +37,7 @@ class TestConvVAE(ModelTester):
         return {"pixel_values": images(batch_size, channels, size, size, low=low), "sample_posterior": False}
 
     def build_reference(self, model_class, **overrides):
-        return randomize(diffusers_reference(self.get_config(model_class, **overrides)), self.randomize_std)
+        return randomize(diffusers_reference(self.get_config(model_class, **overrides)))
 
     def save_reference(self, reference, folder):
         """diffusers' folder, converted by `hubformers convert diffusers`."""
