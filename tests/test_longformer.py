@@ -236,12 +236,17 @@ def test_no_n_by_n_tensor():
     assert max(largest) < 512 * 512
 
 
+# per-head dilations; and layers of one window, which share their band masks
+EXPORTED_LAYOUTS = {"dilations": {"attention_dilation": [1, [1, 3, 2, 3]]}, "one window": {"attention_window": [4, 4]}}
+
+
+@pytest.mark.parametrize("layout", EXPORTED_LAYOUTS.values(), ids=EXPORTED_LAYOUTS.keys())
 @pytest.mark.parametrize("grad", [False, True], ids=["inference", "with gradients"])
-def test_torch_export_with_dynamic_length_and_global_tokens(grad):
+def test_torch_export_with_dynamic_length_and_global_tokens(grad, layout):
     """One program for every length in its range and any number of global tokens (a data-dependent size that
-    the graph does not specialise on), per-head dilations included: equal to eager at other lengths, with
-    other numbers of global tokens, none, and rows with different numbers."""
-    config = hubformers.LongformerConfig(**{**TINY_LONGFORMER, "attention_dilation": [1, [1, 3, 2, 3]]})
+    the graph does not specialise on): equal to eager at other lengths, with other numbers of global tokens,
+    none, and rows with different numbers."""
+    config = hubformers.LongformerConfig(**{**TINY_LONGFORMER, **layout})
     model = hubformers.LongformerModel(config).eval()
     example = inputs(2, 13, 2, (0,))
     length = torch.export.Dim("length", min=2, max=70)

@@ -98,6 +98,7 @@ class AttentionMasks:
     global_slot: (batch, tokens) the column of each global token in `global_index`; G for padding.
     band_biases: the sliding-window attention's additive masks, built by the first layer of each (window,
         dilation) and shared by the others.
+    window_counts: the windows of each unit the padded sequence holds (`windows_for`), shared the same way.
     """
 
     is_masked: torch.Tensor
@@ -107,6 +108,7 @@ class AttentionMasks:
     global_slot_bias: torch.Tensor
     global_slot: torch.Tensor
     band_biases: dict = field(default_factory=dict)
+    window_counts: dict = field(default_factory=dict)
 
     @classmethod
     def build(cls, attention_mask: torch.Tensor, global_attention_mask: torch.Tensor, dtype: torch.dtype):
@@ -119,8 +121,11 @@ class AttentionMasks:
         num_global = counts.max().item()  # a data-dependent size (never the length): unbacked under export
         torch._check(num_global >= 0)
         torch._check(num_global <= is_global.shape[1])
-        # a stable sort puts the global positions first, in position order
-        global_index = torch.argsort((~is_global).to(torch.uint8), dim=-1, stable=True)[:, :num_global]
+        # the global positions first, in position order: the smallest of distinct keys (no stable sort needed,
+        # which ONNX lacks)
+        positions = torch.arange(is_global.shape[1], device=is_global.device)
+        order_keys = (~is_global).long() * is_global.shape[1] + positions
+        global_index = torch.topk(order_keys, num_global, dim=-1, largest=False, sorted=True).indices
         slot_valid = torch.arange(num_global, device=counts.device) < counts[:, None]
         global_slot_bias = torch.zeros(slot_valid.shape, dtype=dtype, device=counts.device)
         global_slot_bias = global_slot_bias.masked_fill(~slot_valid, lowest)
@@ -378,7 +383,11 @@ class LongformerSelfAttention(nn.Module):
         batch_size, num_tokens, num_heads, head_dim = query.shape
         dilation, block, reach = layout.dilation, layout.block, layout.reach
         # padded to whole units; a unit is strand_window tokens of each strand, in whole blocks
-        num_windows = windows_for(num_tokens, layout.unit)
+        # one count per unit and forward: under export each count is an unbacked size, and layers that share a
+        # band mask must share its size
+        if layout.unit not in masks.window_counts:
+            masks.window_counts[layout.unit] = windows_for(num_tokens, layout.unit)
+        num_windows = masks.window_counts[layout.unit]
         padded, padding = num_windows * layout.unit, num_windows * layout.unit - num_tokens
         strand_length = num_windows * layout.strand_window
         num_blocks = num_windows * (layout.strand_window // block)
