@@ -15,10 +15,15 @@ module and an entry to `BENCHMARKS`. Scripts that sweep sizes reuse `time_interl
 in that dtype; off the CPU the device is synchronised before and after each timed call, since its kernels run
 asynchronously and the call would otherwise return before they finish. float32 on CUDA is IEEE float32 (TF32 off
 for matmuls and convolutions), so that the figures and output differences compare with the CPU's.
+
+`python -m hubformers.scripts.benchmark agreement --device cuda` checks, without timing, that every benchmark's
+contenders agree on tiny models of each architecture, under each attention implementation the device has
+(scripts/gpu_benchmarks.sh runs it); `... tiny MODEL` prints a tiny model's arguments, one per line.
 """
 
 import argparse
 import functools
+import importlib.util
 import json
 import statistics
 import sys
@@ -102,10 +107,12 @@ def dtype_argument(name: str) -> torch.dtype:
 
 def place(args: argparse.Namespace, value):
     """A module or tensor on the benchmark's device; modules and floating-point tensors in its dtype (token ids
-    and labels keep theirs). On the CPU in float32 this returns `value` itself."""
+    and labels keep theirs). On the CPU in float32 this returns `value` itself. A workload built from a plain
+    Namespace without `device` and `dtype` stays on the CPU in float32."""
+    device, dtype = getattr(args, "device", "cpu"), getattr(args, "dtype", torch.float32)
     if isinstance(value, torch.Tensor) and not value.is_floating_point():
-        return value.to(args.device)
-    return value.to(device=args.device, dtype=args.dtype)
+        return value.to(device)
+    return value.to(device=device, dtype=dtype)
 
 
 def synchronizer(device: torch.device | str) -> Callable[[], None] | None:
@@ -349,7 +356,8 @@ def run_modes(workload: Workload, args: argparse.Namespace) -> tuple[list[Row], 
     return rows, peaks
 
 
-def main(args: argparse.Namespace) -> None:
+def prepare(args: argparse.Namespace) -> tuple[Workload, dict[str, float]]:
+    """The workload, its contenders in eval mode, and the max |output - ours| of each peer (checked)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.type == "cuda" and args.dtype == torch.float32:
@@ -358,9 +366,121 @@ def main(args: argparse.Namespace) -> None:
     workload = args.plugin.workload(args)
     for contender in workload.contenders:
         contender.model.eval()
-    differences = max_output_differences(workload, args.dtype)
+    return workload, max_output_differences(workload, args.dtype)
+
+
+def main(args: argparse.Namespace) -> None:
+    workload, differences = prepare(args)
     rows, peaks = run_modes(workload, args)
     report = build_report(workload, args, differences, peaks, rows)
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+
+
+# --- agreement on a device: tiny models, every attention implementation ----------------------------------
+
+TINY = {
+    "vit": [
+        "--model", "vit_tiny_patch16_224", "--image-size", "32",
+        "--model-args", '{"embed_dim": 32, "depth": 2, "num_heads": 4, "patch_size": 8, "num_classes": 3}',
+    ],
+    "swin": [
+        "--model-args",
+        (
+            '{"embed_dim": 32, "depths": [2, 2], "num_heads": [2, 4], "window_size": 4, "img_size": 32, '
+            '"patch_size": 2, "num_classes": 3}'
+        ),
+    ],
+    "clip": [
+        "--model-args",
+        (
+            '{"embed_dim": 24, "vision_cfg": {"image_size": 32, "layers": 2, "width": 48, "head_width": 12, '
+            '"patch_size": 8}, "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 4, '
+            '"layers": 2}}'
+        ),
+    ],
+    "vae": ["--channels", "8,16", "--layers-per-block", "1", "--image-size", "16"],
+    "longformer": [
+        "--length", "128", "--attention-window", "32",
+        "--config", (
+            '{"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, '
+            '"vocab_size": 500}'
+        ),
+    ],
+}  # fmt: skip
+TINY_COMMON = ["--batch-size", "2", "--peak-size", "64"]
+
+# ours' attention implementations per model (Longformer runs its own band attention)
+ATTENTION = {
+    "vit": ("eager", "sdpa", "flex_attention", "flash_attention_2"),
+    "swin": ("eager", "sdpa"),
+    "clip": ("eager", "sdpa", "flex_attention", "flash_attention_2"),
+    "vae": ("eager", "sdpa"),
+    "longformer": (None,),
+}
+AGREEMENT_TOLERANCE = 1e-4  # max |output - ours| in float32
+
+
+def runs_attention(implementation: str | None, device: torch.device) -> bool:
+    """Whether to check `implementation` on `device`: flex_attention where it compiles to GPU kernels (its CPU
+    compile takes minutes for the checks), flash attention where its package is installed, on CUDA."""
+    if implementation == "flex_attention":
+        return device.type == "cuda"
+    if implementation == "flash_attention_2":
+        return device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None
+    return True
+
+
+def agreement_case(model: str, attention: str | None, device: torch.device) -> dict:
+    """The tiny `model`'s contenders on `device` with ours on `attention`: float32, the max |output - ours| of
+    each peer within AGREEMENT_TOLERANCE; flash attention (half precision only) in bfloat16 at its tolerance."""
+    dtype = "bfloat16" if attention == "flash_attention_2" else "float32"
+    argv = [model, *TINY[model], *TINY_COMMON, "--device", str(device), "--dtype", dtype]
+    argv += ["--attn-implementation", attention] if attention else []
+    parser = argparse.ArgumentParser(prog="hubformers benchmark")
+    add_arguments(parser)
+    try:
+        _, differences = prepare(parser.parse_args(argv))
+    except (RuntimeError, ValueError, TypeError, ImportError, AssertionError) as error:  # reported with the rest
+        return {"dtype": dtype, "passed": False, "error": f"{type(error).__name__}: {error}"}
+    passed = dtype != "float32" or max(differences.values()) <= AGREEMENT_TOLERANCE
+    return {"dtype": dtype, "passed": passed, "max_output_differences": differences}
+
+
+def agreement(device: torch.device, models: list[str]) -> dict[str, dict]:
+    results = {}
+    for model in models:
+        for attention in filter(lambda a: runs_attention(a, device), ATTENTION[model]):
+            name = f"{model} {attention or 'default'}"
+            results[name] = result = agreement_case(model, attention, device)
+            detail = result.get("error") or ", ".join(
+                f"{peer} {difference:.2g}" for peer, difference in result["max_output_differences"].items()
+            )
+            print(f"{name} ({result['dtype']}): {'ok' if result['passed'] else 'FAILED'}: {detail}", flush=True)
+    return results
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hubformers.scripts.benchmark", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("agreement", help="check the contenders agree on tiny models, on a device")
+    check.add_argument("--device", type=torch.device, default="cuda")
+    check.add_argument("--models", nargs="+", choices=TINY, default=list(TINY))
+    check.add_argument("--json", type=Path, help="also write the results here")
+    tiny = commands.add_parser("tiny", help="print a tiny model's benchmark arguments, one per line")
+    tiny.add_argument("model", choices=TINY)
+    args = parser.parse_args(argv)
+    if args.command == "tiny":
+        print("\n".join(TINY[args.model] + TINY_COMMON))
+        return 0
+    results = agreement(args.device, args.models)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0 if all(result["passed"] for result in results.values()) else 1
+
+
+if __name__ == "__main__":
+    from hubformers.scripts import benchmark  # the module the plug-ins import, not a second copy
+
+    sys.exit(benchmark.cli())

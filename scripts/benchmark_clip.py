@@ -53,10 +53,11 @@ def clip_forward_flops(config: CLIPConfig, batch_size: int, text_length: int) ->
 def workload(args: argparse.Namespace) -> Workload:
     reference_open_clip = load_open_clip_model(args.model, model_args=args.model_args)
     ours = convert_weights(reference_open_clip)
-    ours.set_attn_implementation(args.attn_implementation)
+    attention = getattr(args, "attn_implementation", "sdpa")  # also run from a plain Namespace
+    ours.set_attn_implementation(attention)
     with tempfile.TemporaryDirectory() as folder:
         ours.save_pretrained(folder)
-        attention = peer_attention(transformers.CLIPModel, args.attn_implementation)
+        attention = peer_attention(transformers.CLIPModel, attention)
         reference = load_quietly(transformers.CLIPModel, folder, attn_implementation=attention)
     ours, reference, reference_open_clip = (place(args, model) for model in (ours, reference, reference_open_clip))
     config = ours.config

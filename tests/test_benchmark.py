@@ -3,7 +3,12 @@ ratios and JSON are well-formed. Functional only: nothing here depends on how fa
 
 import argparse
 import json
+import os
 import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,3 +175,36 @@ def test_transformers_peer_takes_ours_attention_where_it_has_it():
     assert benchmark.peer_attention(transformers.ViTForImageClassification, "flex_attention") == "flex_attention"
     assert benchmark.peer_attention(transformers.SwinForImageClassification, "flex_attention") == "sdpa"
     assert benchmark.peer_attention(transformers.SwinForImageClassification, "eager") == "eager"
+
+
+def test_agreement_reports_a_broken_case_and_goes_on():
+    result = benchmark.agreement_case("vit", "no_such_attention", torch.device("cpu"))
+    assert result["passed"] is False and "no_such_attention" in result["error"]
+
+
+def test_agreement_checks_flex_on_cuda_and_flash_where_installed():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert benchmark.runs_attention("eager", cpu) and benchmark.runs_attention("sdpa", cuda)
+    assert benchmark.runs_attention("flex_attention", cuda) and not benchmark.runs_attention("flex_attention", cpu)
+    assert not benchmark.runs_attention("flash_attention_2", cpu)
+
+
+GPU_SCRIPT = Path(__file__).parents[1] / "scripts" / "gpu_benchmarks.sh"
+
+
+def test_gpu_script_parses():
+    subprocess.run(["bash", "-n", GPU_SCRIPT], check=True)
+
+
+@pytest.mark.slow  # about a minute: the agreement check and both benchmarks of the tiny ViT
+def test_gpu_script_runs_end_to_end_on_the_cpu(tmp_path):
+    environment = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "MODELS": "vit", "OUT": str(tmp_path)}
+    environment["PYTHON"] = sys.executable
+    subprocess.run(["bash", GPU_SCRIPT], cwd=GPU_SCRIPT.parents[1], env=environment, check=True, capture_output=True)
+    agreement = json.loads((tmp_path / "agreement.json").read_text())
+    assert set(agreement) == {"vit eager", "vit sdpa"} and all(case["passed"] for case in agreement.values())
+    with tarfile.open(tmp_path / "benchmarks.tar") as packed:
+        reports = {name: json.load(packed.extractfile(name)) for name in packed.getnames()}
+    assert set(reports) == {"vit.float32.json", "vit.bfloat16.json"}
+    assert [(r["device"], r["dtype"]) for r in reports.values()] == [("cpu", "float32"), ("cpu", "bfloat16")]
+    assert "all steps passed" in (tmp_path / "gpu_benchmarks.log").read_text()
