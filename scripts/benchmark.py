@@ -333,6 +333,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--peak-size", type=int, default=2048, help="side of the matmul that measures the peak")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    add_device_arguments(parser)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=torch.device, default="cpu", help="where to run: cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", type=dtype_argument, default="float32", help=f"one of {', '.join(DTYPES)}")
 

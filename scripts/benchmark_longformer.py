@@ -29,8 +29,11 @@ from hubformers.modeling_longformer import LongformerSelfAttention
 from hubformers.scripts.benchmark import (
     Contender,
     Workload,
+    add_device_arguments,
+    dtype_name,
     load_quietly,
     place,
+    synchronizer,
     time_interleaved,
 )
 from hubformers.scripts.checkpoints import json_object
@@ -135,6 +138,18 @@ def full_attention(ours: LongformerModel) -> torch.nn.Module:
     return model
 
 
+def placed_models(args: argparse.Namespace, max_length: int, window: int) -> tuple[LongformerModel, torch.nn.Module]:
+    """`models` on the benchmark's device, in its dtype."""
+    ours, reference = models(args.config, max_length, window)
+    return place(args, ours), place(args, reference)
+
+
+def placed_inputs(args: argparse.Namespace, batch_size: int, length: int, vocab_size: int) -> dict[str, torch.Tensor]:
+    """`inputs` on the benchmark's device."""
+    batch = inputs(batch_size, length, args.global_tokens, vocab_size)
+    return {name: place(args, tensor) for name, tensor in batch.items()}
+
+
 def inputs(batch_size: int, length: int, global_tokens: int, vocab_size: int) -> dict[str, torch.Tensor]:
     input_ids = torch.randint(3, vocab_size, (batch_size, length))
     global_attention_mask = torch.zeros_like(input_ids)
@@ -158,9 +173,8 @@ def forward_flops(config: LongformerConfig, batch_size: int, length: int, global
 
 
 def workload(args: argparse.Namespace) -> Workload:
-    ours, reference = (place(args, model) for model in models(args.config, args.length, args.attention_window))
-    batch = inputs(args.batch_size, args.length, args.global_tokens, ours.config.vocab_size)
-    batch = {name: place(args, tensor) for name, tensor in batch.items()}
+    ours, reference = placed_models(args, args.length, args.attention_window)
+    batch = placed_inputs(args, args.batch_size, args.length, ours.config.vocab_size)
     for name, model in [("ours", ours), ("transformers", reference)]:
         print(f"peak memory of one forward, {name}: {peak_memory(model, lambda m=model: m(**batch)) / 2**20:.0f} MiB")
 
@@ -211,8 +225,8 @@ def self_attention_modules(model: torch.nn.Module, batch: dict, ours: bool) -> c
         return lambda: attention(hidden, masks)
     attention = model.encoder.layer[0].attention.self
     # transformers' module takes the mask its model builds: 0 local, +max global, with flags precomputed
-    mask = torch.zeros(batch["input_ids"].shape)
-    mask[batch["global_attention_mask"] > 0] = torch.finfo(torch.float32).max
+    mask = torch.zeros(batch["input_ids"].shape, dtype=hidden.dtype, device=hidden.device)
+    mask[batch["global_attention_mask"] > 0] = torch.finfo(hidden.dtype).max
     is_global = mask > 0
     return lambda: attention(
         hidden, mask, is_index_masked=mask < 0, is_index_global_attn=is_global, is_global_attn=True
@@ -223,15 +237,15 @@ def compare_windows(args: argparse.Namespace) -> dict:
     """Time per window: ours' attention alone, both self-attention modules, both whole models."""
     steps = {}
     for window in args.windows:
-        ours, reference = models(args.config, args.length, window)
-        batch = inputs(1, args.length, args.global_tokens, ours.config.vocab_size)
+        ours, reference = placed_models(args, args.length, window)
+        batch = placed_inputs(args, 1, args.length, ours.config.vocab_size)
         steps[f"ours attention w{window}"] = attention_only(ours, batch)
         steps[f"ours self-attention w{window}"] = self_attention_modules(ours, batch, ours=True)
         steps[f"transformers self-attention w{window}"] = self_attention_modules(reference, batch, ours=False)
         steps[f"ours model w{window}"] = lambda m=ours, b=batch: m(**b)
         steps[f"transformers model w{window}"] = lambda m=reference, b=batch: m(**b)
     with torch.no_grad():
-        times = time_interleaved(steps, "windows", args.repeats, args.warmup)
+        times = time_interleaved(steps, "windows", args.repeats, args.warmup, synchronizer(args.device))
     medians = {name: statistics.median(seconds) for name, seconds in times.items()}
     small, large = min(args.windows), max(args.windows)
     ratios = {
@@ -244,7 +258,14 @@ def compare_windows(args: argparse.Namespace) -> dict:
             "transformers model",
         ]
     }
-    return {"length": args.length, "windows": args.windows, "median_s": medians, f"w{small}_over_w{large}": ratios}
+    return {
+        "length": args.length,
+        "windows": args.windows,
+        "device": str(args.device),
+        "dtype": dtype_name(args.dtype),
+        "median_s": medians,
+        f"w{small}_over_w{large}": ratios,
+    }
 
 
 # --- `--sweep`: time and memory against length ------------------------------------------------------------
@@ -253,20 +274,21 @@ def compare_windows(args: argparse.Namespace) -> dict:
 def sweep(args: argparse.Namespace) -> dict:
     """Per length: median time of `--repeats` forwards and the peak memory, ours / transformers' / full
     attention (this one up to `--full-max-length`)."""
-    ours, reference = models(args.config, max(args.sweep), args.attention_window)
+    ours, reference = placed_models(args, max(args.sweep), args.attention_window)
     c = ours.config
     description = f"{c.num_hidden_layers} layers x {c.hidden_size}, window {args.attention_window}"
     results = {"lengths": args.sweep, "description": description, "seconds": {}, "peak_mib": {}}
-    full = full_attention(ours)
+    results |= {"device": str(args.device), "dtype": dtype_name(args.dtype)}
+    full = place(args, full_attention(ours))
     for length in args.sweep:
-        batch = inputs(1, length, args.global_tokens, ours.config.vocab_size)
+        batch = placed_inputs(args, 1, length, ours.config.vocab_size)
         plain = {"input_ids": batch["input_ids"]}
         contenders = {"ours": (ours, batch), "transformers": (reference, batch)}
         if length <= args.full_max_length:
             contenders["full attention"] = (full, plain)
         steps = {name: (lambda m=m, b=b: m(**b)) for name, (m, b) in contenders.items()}
         with torch.no_grad():
-            times = time_interleaved(steps, f"{length} tokens", args.repeats, args.warmup)
+            times = time_interleaved(steps, f"{length} tokens", args.repeats, args.warmup, synchronizer(args.device))
         for name, (model, model_inputs) in contenders.items():
             results["seconds"].setdefault(name, {})[length] = statistics.median(times[name])
             peak = peak_memory(model, lambda m=model, b=model_inputs: m(**b))
@@ -292,7 +314,8 @@ def plot(results: dict, path: Path) -> None:
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
-    figure.suptitle(f"Longformer {results['description']}, batch 1, first token global, float32 CPU forward")
+    where = f"{results.get('dtype', 'float32')} {results.get('device', 'cpu').upper()}"
+    figure.suptitle(f"Longformer {results['description']}, batch 1, first token global, {where} forward")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -313,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    add_device_arguments(parser)
     add_arguments(parser)
     parser.add_argument("--sweep", type=int, nargs="+", metavar="LENGTH", help="time and memory at these lengths")
     parser.add_argument("--full-max-length", type=int, default=8192, help="longest input for full attention")
