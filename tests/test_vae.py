@@ -442,8 +442,12 @@ def test_float16_decode_upcasts_only_the_stages_that_overflow(monkeypatch, tiled
         got = ours.decode(z.half(), tiled=tiled, tile_size=4)
     assert got.dtype == torch.float16 and torch.isfinite(got).all()
     assert max_abs_diff(got.float(), expected) <= 1e-2  # float16 rounding of the other stages
-    # only the last stage (the last up block, the output norm and conv) ran in float32; the weights stay float16
-    assert upcast == [ours.decoder.stage_modules(len(ours.decoder.up_blocks) - 1)]
+    # float32 ran only where float16 overflows: the last ResNet and, as its output is out of float16's range, the
+    # output norm and conv (a tiled decode upcasts the whole last stage, its unit of work); the weights stay float16
+    decoder = ours.decoder
+    last = decoder.up_blocks[-1].resnets[-1]
+    tiled_stage = decoder.stage_modules(len(decoder.up_blocks) - 1)
+    assert upcast == ([tiled_stage] if tiled else [[last], [decoder.conv_norm_out, decoder.conv_out]])
     assert {parameter.dtype for parameter in ours.parameters()} == {torch.float16}
 
 
@@ -454,3 +458,46 @@ def test_float32_step_gives_gradients_to_the_half_precision_weights():
     ours.decode(z).float().sum().backward()
     conv = ours.decoder.conv_out.weight
     assert conv.grad is not None and conv.grad.dtype == torch.float16 and torch.isfinite(conv.grad).all()
+
+
+PEAK_MEMORY = """
+import resource, sys, torch, hubformers
+mode = sys.argv[1]
+torch.manual_seed(0)
+config = hubformers.VAEConfig(architecture="conv", num_channels=3, likelihood="gaussian", image_size=512,
+    block_out_channels=[32, 64, 64, 64], layers_per_block=1, norm_num_groups=8, latent_channels=4)
+vae = hubformers.VAEModel(config).eval()
+with torch.no_grad():
+    if mode != "float16, no overflow":
+        conv = vae.decoder.up_blocks[-1].resnets[-1].conv2
+        conv.weight.mul_(1e5), conv.bias.mul_(1e5)
+    vae.to(torch.float32 if mode == "float32" else torch.float16)
+    z = torch.randn(1, 4, 64, 64).to(vae.dtype)
+    vae.decode(z[..., :8, :8])  # kernels loaded, allocator warm
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    finite = torch.isfinite(vae.decode(z)).all().item()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, finite)
+"""
+
+
+@pytest.mark.slow
+def test_float16_decode_that_overflows_peaks_below_a_float32_decode():
+    """Peak memory of a 512x512 decode, each in a fresh process: the growth of the resident-set high-water mark
+    (`getrusage`) during the call, with every allocation over 64 KiB its own mapping, returned when freed, so
+    that the mark follows the live tensors. A float16 decode whose last ResNet overflows against the float32
+    decode that diffusers' `force_upcast` runs, and a float16 decode that does not overflow."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    peaks = {}
+    for mode in ("float32", "float16, overflow", "float16, no overflow"):
+        run = subprocess.run(
+            [sys.executable, "-c", PEAK_MEMORY, mode], env=env, capture_output=True, text=True, check=True
+        )
+        grown, finite = run.stdout.split()
+        assert finite == "True"
+        peaks[mode] = int(grown) / 1024  # MiB
+    print(", ".join(f"{mode}: {peak:.0f} MiB" for mode, peak in peaks.items()))
+    assert peaks["float16, no overflow"] < peaks["float16, overflow"] < 0.9 * peaks["float32"]

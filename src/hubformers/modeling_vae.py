@@ -257,12 +257,16 @@ def run_tiled_stage(
 # Half precision: float32 where float16 overflows
 
 
+Step = tuple[Callable[[torch.Tensor], torch.Tensor], list[nn.Module]]  # a step of a coder and the modules it runs
+
+
 class WithWeights(nn.Module):
     """Calls `function` with `modules` registered under it, so that `functional_call` can swap their weights."""
 
     def __init__(self, function: Callable[[torch.Tensor], torch.Tensor], modules: list[nn.Module]):
         super().__init__()
-        self.function, self.parts = function, nn.ModuleList(modules)
+        self.parts = nn.ModuleList(modules)
+        vars(self)["function"] = function  # a plain attribute: a module step must not register a second time
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.function(x)
@@ -287,11 +291,12 @@ def overflow_safe(
         result = step(x)
         if dtype == torch.float32 or torch.isfinite(result).all() or not torch.isfinite(x).all():
             return result
+        del result  # freed before the float32 step allocates its own
     result = in_float32(step, modules, x)
     return result.to(dtype) if result.abs().amax() <= torch.finfo(dtype).max else result
 
 
-def run_steps(steps: list[tuple[Callable, list[nn.Module]]], x: torch.Tensor) -> torch.Tensor:
+def run_steps(steps: list[Step], x: torch.Tensor) -> torch.Tensor:
     """The (step, its modules) in turn, each overflow-safe, the output in x's dtype."""
     dtype = x.dtype
     for step, modules in steps:
@@ -396,11 +401,13 @@ class MidBlock(nn.Module):
         self.resnets = nn.ModuleList([ResnetBlock(config, channels, channels) for _ in range(2)])
         self.attentions = nn.ModuleList([Attention(config, channels)] if config.mid_block_add_attention else [])
 
+    def layers(self) -> list[nn.Module]:
+        return [self.resnets[0], *self.attentions, self.resnets[1]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.resnets[0](x)
-        for attention in self.attentions:
-            x = attention(x)
-        return self.resnets[1](x)
+        for layer in self.layers():
+            x = layer(x)
+        return x
 
 
 class Downsample(nn.Module):
@@ -439,10 +446,15 @@ class ResolutionBlock(nn.Module):
         elif resample == "up":
             self.upsamplers = nn.ModuleList([Upsample(out_channels)])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for resnet in self.resnets:
-            x = resnet(x)
-        return x
+
+def layer_steps(layers: list[nn.Module]) -> list[Step]:
+    return [(layer, [layer]) for layer in layers]
+
+
+def run_layers(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 class ConvEncoder(nn.Module):
@@ -450,7 +462,7 @@ class ConvEncoder(nn.Module):
     norm, activation and conv_out to 2 x latent_channels moments.
 
     The blocks are the `stages` a tiled encode runs tile by tile (local operations and GroupNorm); stage
-    boundaries sit at the low resolution, after each down-sampling. The head (attention) sees the whole image.
+    boundaries sit at the low resolution, after each down-sampling. The mid block (attention) sees the whole image.
     """
 
     def __init__(self, config: VAEConfig):
@@ -472,10 +484,13 @@ class ConvEncoder(nn.Module):
         self.conv_act = ACT2FN[config.hidden_act]
         self.conv_out = nn.Conv2d(channels[-1], 2 * config.latent_channels, 3, padding=1)
 
-    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+    def stage_modules(self, index: int) -> list[nn.Module]:
+        """The layers of stage `index` in order: conv_in (first stage), the ResNets, the down-sampling."""
         block = self.down_blocks[index]
-        x = block(self.conv_in(x) if index == 0 else x)
-        return block.downsamplers[0](x) if hasattr(block, "downsamplers") else x
+        return ([self.conv_in] if index == 0 else []) + [*block.resnets, *getattr(block, "downsamplers", [])]
+
+    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        return run_layers(self.stage_modules(index), x)
 
     def stage_halo(self, index: int, overlap: int | None = None) -> int:
         """Pixels of context a tile of stage `index` gets on each side: `overlap`, or else what it needs to be
@@ -485,25 +500,23 @@ class ConvEncoder(nn.Module):
         reach = reach if overlap is None else overlap
         return reach + reach % 2
 
-    def stage_modules(self, index: int) -> list[nn.Module]:
-        return [self.down_blocks[index]] + ([self.conv_in] if index == 0 else [])
+    def out(self, features: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(activate(self.conv_act, self.conv_norm_out(features)))
 
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(activate(self.conv_act, self.conv_norm_out(self.mid_block(features))))
-
-    def head_modules(self) -> list[nn.Module]:
-        return [self.mid_block, self.conv_norm_out, self.conv_out]
+    def head_steps(self) -> list[Step]:
+        """What follows the stages: the mid block (attention sees the whole image) and the output layers."""
+        return [*layer_steps(self.mid_block.layers()), (self.out, [self.conv_norm_out, self.conv_out])]
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        stages = [(partial(self.stage, index), self.stage_modules(index)) for index in range(len(self.down_blocks))]
-        return run_steps([*stages, (self.head, self.head_modules())], pixel_values)
+        stages = [layer for index in range(len(self.down_blocks)) for layer in self.stage_modules(index)]
+        return run_steps([*layer_steps(stages), *self.head_steps()], pixel_values)
 
 
 class ConvDecoder(nn.Module):
     """conv_in, the mid block, one block per entry of `block_out_channels` in reverse (doubling the size but the
     last, layers_per_block + 1 ResNets each), then norm, activation and conv_out to image channels.
 
-    After the head (attention, at the latent resolution) the `stages` run tile by tile in a tiled decode; stage
+    After the mid block (attention, at the latent resolution) the `stages` run tile by tile in a tiled decode; stage
     boundaries sit at the low resolution, before each up-sampling.
     """
 
@@ -526,23 +539,27 @@ class ConvDecoder(nn.Module):
         self.conv_act = ACT2FN[config.hidden_act]
         self.conv_out = nn.Conv2d(channels[-1], config.num_channels, 3, padding=1)
 
-    def head(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.mid_block(self.conv_in(latents))
+    def head_steps(self) -> list[Step]:
+        """What precedes the stages: conv_in and the mid block (attention sees the whole image)."""
+        return layer_steps([self.conv_in, *self.mid_block.layers()])
 
-    def head_modules(self) -> list[nn.Module]:
-        return [self.conv_in, self.mid_block]
+    def stage_layers(self, index: int) -> list[nn.Module]:
+        """The layers of stage `index` in order: the previous block's up-sampling, then this block's ResNets."""
+        upsampling = self.up_blocks[index - 1].upsamplers if index > 0 else []
+        return [*upsampling, *self.up_blocks[index].resnets]
+
+    def is_last(self, index: int) -> bool:
+        return index == len(self.up_blocks) - 1
 
     def stage_modules(self, index: int) -> list[nn.Module]:
-        modules = [self.up_blocks[index]] + ([self.up_blocks[index - 1].upsamplers[0]] if index > 0 else [])
-        return modules + ([self.conv_norm_out, self.conv_out] if index == len(self.up_blocks) - 1 else [])
+        return self.stage_layers(index) + ([self.conv_norm_out, self.conv_out] if self.is_last(index) else [])
+
+    def out(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(activate(self.conv_act, self.conv_norm_out(x)))
 
     def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        if index > 0:
-            x = self.up_blocks[index - 1].upsamplers[0](x)
-        x = self.up_blocks[index](x)
-        if index == len(self.up_blocks) - 1:
-            x = self.conv_out(activate(self.conv_act, self.conv_norm_out(x)))
-        return x
+        x = run_layers(self.stage_layers(index), x)
+        return self.out(x) if self.is_last(index) else x
 
     def stage_halo(self, index: int, overlap: int | None = None) -> int:
         """Pixels of stage `index`'s input a tile gets on each side: `overlap`, or else what it needs to be exact
@@ -553,8 +570,9 @@ class ConvDecoder(nn.Module):
         return math.ceil(convs / 2) if index > 0 else convs  # after the up-sampling, a conv reaches half a pixel
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        stages = [(partial(self.stage, index), self.stage_modules(index)) for index in range(len(self.up_blocks))]
-        return run_steps([(self.head, self.head_modules()), *stages], latents)
+        stages = [layer for index in range(len(self.up_blocks)) for layer in self.stage_layers(index)]
+        output = (self.out, [self.conv_norm_out, self.conv_out])
+        return run_steps([*self.head_steps(), *layer_steps(stages), output], latents)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -669,7 +687,7 @@ class VAEModel(VAEPreTrainedModel):
 
     def tiled_steps(
         self, coder: nn.Module, statistics: TileStatistics, tile_sizes: list[int], tile_overlap: int | None
-    ) -> list[tuple[Callable, list[nn.Module]]]:
+    ) -> list[Step]:
         """`coder`'s stages, each run tile by tile (`tile_sizes` in each stage's input pixels) sharing whole-image
         GroupNorm statistics; the halo is each stage's receptive radius unless `tile_overlap` overrides it."""
         return [
@@ -700,7 +718,7 @@ class VAEModel(VAEPreTrainedModel):
             (tile, overlap), factor = self.tile_settings(tile_size, tile_overlap), self.config.downsampling_factor
             sizes = [tile * factor // 2**index for index in range(len(self.encoder.down_blocks))]  # stage inputs
             stages = self.tiled_steps(self.encoder, TileStatistics(), sizes, overlap)
-            moments = run_steps([*stages, (self.encoder.head, self.encoder.head_modules())], pixel_values)
+            moments = run_steps([*stages, *self.encoder.head_steps()], pixel_values)
         else:
             moments = self.encoder(pixel_values)
         return moments if self.quant_conv is None else self.quant_conv(moments)
@@ -717,7 +735,7 @@ class VAEModel(VAEPreTrainedModel):
         tile, overlap = self.tile_settings(tile_size, tile_overlap)
         sizes = [tile * 2 ** max(index - 1, 0) for index in range(len(self.decoder.up_blocks))]  # stage inputs
         stages = self.tiled_steps(self.decoder, TileStatistics(), sizes, overlap)
-        return run_steps([(self.decoder.head, self.decoder.head_modules()), *stages], latents)
+        return run_steps([*self.decoder.head_steps(), *stages], latents)
 
     def mean_image(self, decoder_output: torch.Tensor) -> torch.Tensor:
         """E[x|z]: the Bernoulli probabilities, or the Gaussian mean."""
