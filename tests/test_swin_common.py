@@ -54,11 +54,7 @@ class TestSwin(ModelTester):
             encoder_stride=8,
         )
     }
-    xfail = {
-        (cls.__name__, "test_disk_offload"): "SwinAttention.project_qkv reads q_proj/k_proj/v_proj's weights "
-        "without calling those modules, so accelerate's offload hooks never load them: meta tensors in F.linear"
-        for cls in all_model_classes
-    }
+    xfail = {}
     skip = {}
     # transformers' SwinBackbone keeps the encoder's final LayerNorm (its checkpoints have it) but the feature
     # maps come from the per-stage norms

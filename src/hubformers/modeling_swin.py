@@ -55,7 +55,7 @@ from .chunking import is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
 from .cpu_kernels import FusedWindowAttention, fused_window_attention, pad_mask, runs_window_attention_kernel
-from .fused_linear import linear, linear_layer
+from .fused_linear import is_plain_linear, linear, linear_layer
 from .modeling_vit import (
     ViTMLP,
     classification_loss,
@@ -134,8 +134,14 @@ def window_positions(
     a size of its own, on which `torch.export` would guard: it is 1 at some sizes and not at others."""
     tokens, per_row = window * window, width // window
     position = torch.arange(images * height * width, device=device)
-    index, offset = position // tokens % ((height // window) * per_row), position % tokens
-    return index // per_row * window + offset // window, index % per_row * window + offset % window
+    index, offset = remainder(position // tokens, (height // window) * per_row), remainder(position, tokens)
+    return index // per_row * window + offset // window, remainder(index, per_row) * window + remainder(offset, window)
+
+
+def remainder(indices: torch.Tensor, size: int) -> torch.Tensor:
+    """`indices % size` for indices >= 0, as `indices - indices // size * size`: torch.onnx cannot translate `%` by
+    a size that varies with the input."""
+    return indices - indices // size * size
 
 
 @cache_when_static
@@ -144,7 +150,7 @@ def window_order(height: int, width: int, window: int, shift: int, device: torch
     entry i is the token that lands at position i of the windows (one gather instead of roll, then copy)."""
     rows, cols = window_positions(height, width, window, 1, device)
     # the map rolled up and left by `shift`
-    return ((rows + shift) % height) * width + (cols + shift) % width
+    return remainder(rows + shift, height) * width + remainder(cols + shift, width)
 
 
 @cache_when_static
@@ -379,7 +385,8 @@ class SwinAttention(nn.Module):
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
         if may_shift(shift):
-            shifted = shifted_window_mask(height, width, window, shift, images, table.device)
+            # on the bias's device: the table's is `meta` while offloading hooks hold its weights elsewhere
+            shifted = shifted_window_mask(height, width, window, shift, images, mask.device)
             mask = mask + shifted.to(dtype).unsqueeze(1)
         if for_kernel:
             mask = pad_mask(mask)
@@ -465,9 +472,10 @@ class SwinAttention(nn.Module):
 
     def project_qkv(self, windows: torch.Tensor) -> torch.Tensor:
         """(windows, N, 3 * dim): one matmul on the concatenated weights, or through the modules themselves when
-        one is not a plain `nn.Linear` (a LoRA adapter, a quantized layer), whose forward the weights would skip."""
+        one is not a plain `nn.Linear` (`is_plain_linear`: a LoRA adapter, a quantized or an offloaded layer), whose
+        forward the weights would skip."""
         projections = (self.q_proj, self.k_proj, self.v_proj)
-        if any(type(projection) is not nn.Linear for projection in projections):
+        if not all(is_plain_linear(projection) for projection in projections):
             return torch.cat([projection(windows) for projection in projections], dim=-1)
         bias = torch.cat([p.bias for p in projections]) if self.config.qkv_bias else None
         return linear(windows, torch.cat([p.weight for p in projections]), bias)
