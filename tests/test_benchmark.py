@@ -208,3 +208,33 @@ def test_gpu_script_runs_end_to_end_on_the_cpu(tmp_path):
     assert set(reports) == {"vit.float32.json", "vit.bfloat16.json"}
     assert [(r["device"], r["dtype"]) for r in reports.values()] == [("cpu", "float32"), ("cpu", "bfloat16")]
     assert "all steps passed" in (tmp_path / "gpu_benchmarks.log").read_text()
+
+
+@pytest.mark.parametrize("model", benchmark.TINY)
+def test_every_contender_and_its_inputs_go_to_the_device_in_the_dtype(model, monkeypatch):
+    """On `meta` (a device that is not the CPU) in bfloat16: a model or input left behind on the CPU, or in
+    float32, would fail the op that mixes them or show in the output. (Our value checks read the host: stubbed.
+    The VAE runs float32: in half precision it checks every layer's output for overflow, on the host.)"""
+    from test_device_paths import stub_host_reads
+
+    stub_host_reads(monkeypatch)
+    dtype = torch.float32 if model == "vae" else torch.bfloat16
+    parser = argparse.ArgumentParser(prog="hubformers benchmark")
+    benchmark.add_arguments(parser)
+    argv = [
+        model,
+        *benchmark.TINY[model],
+        *benchmark.TINY_COMMON,
+        "--device",
+        "meta",
+        "--dtype",
+        benchmark.dtype_name(dtype),
+    ]
+    args = parser.parse_args(argv)
+    workload = args.plugin.workload(args)
+    for contender in workload.contenders:
+        output = contender.forward()
+        assert (output.device.type, output.dtype) == ("meta", dtype), contender.name
+        if contender.loss is not None:
+            contender.loss().backward()
+        assert {(p.device.type, p.dtype) for p in contender.model.parameters()} == {("meta", dtype)}
