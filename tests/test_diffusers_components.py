@@ -19,6 +19,7 @@ from diffusers import (
 from test_text_to_image import TINY_CLIP
 
 import hubformers
+from hubformers import modeling_vae
 from hubformers.scripts.build_clip_tokenizer import build_clip_tokenizer
 
 TEXT = TINY_CLIP["text_config"]
@@ -42,7 +43,9 @@ def ours_from(reference_vae: AutoencoderKL) -> hubformers.VAEModel:
     """Our VAE on diffusers' weights: its config mapped by the converter, its state dict loaded as it is."""
     from hubformers.scripts.convert_diffusers import vae_config
 
-    ours = hubformers.VAEModel(vae_config(dict(reference_vae.config))).eval()
+    config = vae_config(dict(reference_vae.config))
+    config.tile_size = 4  # latents of 8x8 in four tiles when the pipeline enables tiling
+    ours = hubformers.VAEModel(config).eval()
     ours.load_state_dict(reference_vae.state_dict(), strict=True)
     return ours
 
@@ -101,8 +104,11 @@ def test_text_to_image_gives_the_same_images(components, output_type):
     assert max_abs_diff(expected, got) <= 1e-4
 
 
-def test_pil_output_and_tiling_and_slicing_switches(components):
+def test_pil_output_and_tiling_and_slicing_switches(components, monkeypatch):
     reference, ours = pipelines(components)
+    tiles = []
+    run_tiled = modeling_vae.run_tiled
+    monkeypatch.setattr(modeling_vae, "run_tiled", lambda *args: tiles.append(args[1].shape) or run_tiled(*args))
     expected = run(reference, output_type="pil", num_images_per_prompt=2)
     assert all(isinstance(image, PIL.Image.Image) and image.size == (16, 16) for image in expected)
     for switch in ("enable_tiling", "enable_slicing"):  # untiled and tiled agree; slices give the whole batch
@@ -114,6 +120,7 @@ def test_pil_output_and_tiling_and_slicing_switches(components):
         ours.vae.disable_tiling(), ours.vae.disable_slicing()
     differences = [np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() for a, b in zip(expected, got)]
     assert len(got) == 2 and max(differences) <= 1  # 8-bit rounding of images that agree to 1e-4
+    assert len(tiles) == 2 * len(ours.vae.decoder.up_blocks)  # each image alone, tile by tile
 
 
 def test_image_to_image_encodes_through_our_vae(components):

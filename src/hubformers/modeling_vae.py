@@ -283,13 +283,16 @@ def in_float32(step: Callable[[torch.Tensor], torch.Tensor], modules: list[nn.Mo
 def overflow_safe(
     step: Callable[[torch.Tensor], torch.Tensor], modules: list[nn.Module], x: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
-    """step(x) in the model's `dtype`, unless a half-precision step overflows (a non-finite output from a finite
-    input): then the step runs again in float32. Its output goes back to `dtype` where it fits the range, or
-    stays float32, and the next step then runs in float32 too. Only the steps that overflow pay for float32;
-    diffusers' `force_upcast` runs the whole VAE in float32 instead."""
+    """step(x) in the model's `dtype`, unless a float16 step overflows (a non-finite output from a finite input):
+    then the step runs again in float32. Its output goes back to float16 where it fits the range, or stays
+    float32, and the next step then runs in float32 too. Only the steps that overflow pay for float32; diffusers'
+    `force_upcast` runs the whole VAE in float32 instead. bfloat16 has float32's range, and a compiled graph
+    cannot branch on values: both run as they are."""
     if x.dtype == dtype:
         result = step(x)
-        if dtype == torch.float32 or torch.isfinite(result).all() or not torch.isfinite(x).all():
+        if dtype != torch.float16 or torch.compiler.is_compiling():
+            return result
+        if torch.isfinite(result).all() or not torch.isfinite(x).all():
             return result
         del result  # freed before the float32 step allocates its own
     result = in_float32(step, modules, x)
