@@ -609,3 +609,18 @@ def test_bad_labels():
     model = hubformers.LongformerForMaskedLM(hubformers.LongformerConfig(**TINY_LONGFORMER))
     with pytest.raises(ValueError, match=r"`labels` must be integer ids of the input's shape \(2, 10\)"):
         model(torch.randint(3, 100, (2, 10)), labels=torch.zeros(2, 9, dtype=torch.long))
+
+
+def test_sequence_classification_decides_the_problem_type_per_call():
+    """As ViT's classifier: the config's problem type stays unset, so integer labels after float ones still work."""
+    model = hubformers.LongformerForSequenceClassification(hubformers.LongformerConfig(**TINY_LONGFORMER)).eval()
+    input_ids = torch.randint(3, 100, (2, 9))
+    with torch.no_grad():
+        logits = model(input_ids).logits
+        multi_labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+        multi = model(input_ids, labels=multi_labels).loss
+        single = model(input_ids, labels=torch.tensor([0, 2])).loss
+    assert model.config.problem_type is None
+    expected_multi = torch.nn.functional.binary_cross_entropy_with_logits(logits, multi_labels)
+    assert abs(multi.item() - expected_multi.item()) <= 1e-6
+    assert abs(single.item() - torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])).item()) <= 1e-6

@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelFor
 from transformers.utils import TransformersKwargs
 
 import hubformers
-from hubformers.modeling_vit import classification_loss
+from hubformers.checks import classification_loss
 
 TOL = 1e-5
 MODEL_CLASSES = [hubformers.ViTModel, hubformers.ViTForImageClassification, hubformers.ViTForMaskedImageModeling]

@@ -1,12 +1,14 @@
-"""Input and config checks shared by every hubformers model.
+"""Input and config checks shared by every hubformers model, and the classification loss that checks its labels.
 
 Each check raises a `ValueError` that names what was expected and what came, so bad input
 fails loudly at the boundary instead of turning into a silent wrong answer deeper down.
 """
 
 import math
+from typing import NamedTuple
 
 import torch
+from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 
 
@@ -159,3 +161,20 @@ def check_image_size(pixel_values: torch.Tensor, image_size: tuple[int, int]) ->
             f"Input image size {tuple(pixel_values.shape[-2:])} (height, width) doesn't match the model's "
             f"{tuple(image_size)}; pass `interpolate_pos_encoding=True` to run at another resolution."
         )
+
+
+class ProblemType(NamedTuple):
+    """What transformers' classification loss reads of a config, for one call."""
+
+    num_labels: int
+    problem_type: str
+
+
+def classification_loss(model: PreTrainedModel, labels: torch.Tensor, logits: torch.Tensor, **kwargs) -> torch.Tensor:
+    """The head's loss (`model.loss_function`, transformers') for this call's problem type: `config.problem_type`
+    when set, else inferred from these labels (see `check_classification_labels`). transformers' loss records an
+    inferred type in the config, after which labels of another kind are refused; the loss gets the type in a
+    `ProblemType` instead, so the config stays as the user left it. Labels of -100 are left out of a
+    single-label loss."""
+    problem_type = check_classification_labels(labels, logits, model.config)
+    return model.loss_function(labels, logits, ProblemType(model.config.num_labels, problem_type), **kwargs)

@@ -40,7 +40,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from typing_extensions import Unpack
 
-from .checks import IGNORE_INDEX, check_classification_labels
+from .checks import IGNORE_INDEX, classification_loss
 from .chunking import in_row_chunks, is_static, map_chunks
 from .configuration_longformer import LongformerConfig
 from .fused_linear import is_plain_linear, linear_layer
@@ -864,8 +864,7 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
         logits = self.classifier(outputs.last_hidden_state)
         loss = None
         if labels is not None:
-            check_classification_labels(labels, logits, self.config)
-            loss = self.loss_function(labels, logits, self.config, **kwargs)
+            loss = classification_loss(self, labels, logits, **kwargs)
         return head_output(outputs, loss=loss, logits=logits)
 
 

@@ -50,7 +50,7 @@ from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .checks import check_patches, check_pixel_values
+from .checks import check_patches, check_pixel_values, classification_loss
 from .chunking import is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
@@ -58,7 +58,6 @@ from .cpu_kernels import FusedWindowAttention, fused_window_attention, pad_mask,
 from .fused_linear import is_plain_linear, linear, linear_layer
 from .modeling_vit import (
     ViTMLP,
-    classification_loss,
     eager_attention_forward,
     mask_patches,
     simmim_decoder,

@@ -12,7 +12,7 @@ by transformers' ViT (google/vit-* on the Hub) load as they are and ours load in
 tower (modeling_clip.py) reuses the attention (`multi_head_attention`), the MLP and `interpolate_positions`.
 """
 
-from typing import NamedTuple, Unpack
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,7 @@ from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .checks import check_classification_labels, check_image_size, check_patches, check_pixel_values
+from .checks import check_image_size, check_patches, check_pixel_values, classification_loss
 from .chunking import in_row_chunks
 from .configuration_vit import ViTConfig, to_pair
 from .fused_linear import linear_layer
@@ -281,23 +281,6 @@ class ViTPooler(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.activation(self.dense(hidden_states[:, 0]))
-
-
-class ProblemType(NamedTuple):
-    """What transformers' classification loss reads of a config, for one call."""
-
-    num_labels: int
-    problem_type: str
-
-
-def classification_loss(model: PreTrainedModel, labels: torch.Tensor, logits: torch.Tensor, **kwargs) -> torch.Tensor:
-    """The head's loss (`model.loss_function`, transformers') for this call's problem type: `config.problem_type`
-    when set, else inferred from these labels (see `check_classification_labels`). transformers' loss records an
-    inferred type in the config, after which labels of another kind are refused; the loss gets the type in a
-    `ProblemType` instead, so the config stays as the user left it. Labels of -100 are left out of a
-    single-label loss."""
-    problem_type = check_classification_labels(labels, logits, model.config)
-    return model.loss_function(labels, logits, ProblemType(model.config.num_labels, problem_type), **kwargs)
 
 
 class ViTPreTrainedModel(PreTrainedModel):
