@@ -213,12 +213,11 @@ def test_gpu_script_runs_end_to_end_on_the_cpu(tmp_path):
 @pytest.mark.parametrize("model", benchmark.TINY)
 def test_every_contender_and_its_inputs_go_to_the_device_in_the_dtype(model, monkeypatch):
     """On `meta` (a device that is not the CPU) in bfloat16: a model or input left behind on the CPU, or in
-    float32, would fail the op that mixes them or show in the output. (Our value checks read the host: stubbed.
-    The VAE runs float32: in half precision it checks every layer's output for overflow, on the host.)"""
+    float32, would fail the op that mixes them or show in the output. (Our value checks read the host: stubbed.)"""
     from test_device_paths import stub_host_reads
 
     stub_host_reads(monkeypatch)
-    dtype = torch.float32 if model == "vae" else torch.bfloat16
+    dtype = torch.bfloat16
     parser = argparse.ArgumentParser(prog="hubformers benchmark")
     benchmark.add_arguments(parser)
     argv = [
