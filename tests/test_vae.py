@@ -501,3 +501,18 @@ def test_float16_decode_that_overflows_peaks_below_a_float32_decode():
         peaks[mode] = int(grown) / 1024  # MiB
     print(", ".join(f"{mode}: {peak:.0f} MiB" for mode, peak in peaks.items()))
     assert peaks["float16, no overflow"] < peaks["float16, overflow"] < 0.9 * peaks["float32"]
+
+
+def test_float16_encode_upcasts_the_layers_that_overflow():
+    ours, reference = conv_pair(block_out_channels=[8, 16])
+    with torch.no_grad():
+        conv = reference.encoder.down_blocks[-1].resnets[-1].conv2  # the mid block's GroupNorm brings it back
+        conv.weight.mul_(1e5), conv.bias.mul_(1e5)
+        ours.load_state_dict(reference.state_dict(), strict=True)
+        x = images()
+        expected = ours.encode(x).latent_mean
+        assert max_abs_diff(expected, reference.encode(x).latent_dist.mean) <= 1e-4
+        reference.half(), ours.half()
+        assert not torch.isfinite(reference.encode(x.half()).latent_dist.mean).all()
+        got = ours.encode(x.half()).latent_mean
+    assert got.dtype == torch.float16 and max_abs_diff(got.float(), expected) <= 1e-2
