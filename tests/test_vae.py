@@ -516,3 +516,10 @@ def test_float16_encode_upcasts_the_layers_that_overflow():
         assert not torch.isfinite(reference.encode(x.half()).latent_dist.mean).all()
         got = ours.encode(x.half()).latent_mean
     assert got.dtype == torch.float16 and max_abs_diff(got.float(), expected) <= 1e-2
+
+
+def test_float16_decoder_on_the_meta_device_runs_without_reading_values():
+    with torch.device("meta"):
+        vae = hubformers.VAEModel(hubformers.VAEConfig(**TINY_CONV)).half()
+        image = vae.decoder(torch.randn(1, 4, 4, 4, dtype=torch.float16))
+    assert image.is_meta and image.shape == (1, 3, 16, 16) and image.dtype == torch.float16

@@ -286,11 +286,11 @@ def overflow_safe(
     """step(x) in the model's `dtype`, unless a float16 step overflows (a non-finite output from a finite input):
     then the step runs again in float32. Its output goes back to float16 where it fits the range, or stays
     float32, and the next step then runs in float32 too. Only the steps that overflow pay for float32; diffusers'
-    `force_upcast` runs the whole VAE in float32 instead. bfloat16 has float32's range, and a compiled graph
-    cannot branch on values: both run as they are."""
+    `force_upcast` runs the whole VAE in float32 instead. bfloat16 has float32's range, and a compiled graph or a
+    tensor on the meta device has no values to branch on: they run as they are."""
     if x.dtype == dtype:
         result = step(x)
-        if dtype != torch.float16 or torch.compiler.is_compiling():
+        if dtype != torch.float16 or torch.compiler.is_compiling() or result.is_meta:
             return result
         if torch.isfinite(result).all() or not torch.isfinite(x).all():
             return result
