@@ -408,9 +408,7 @@ class MidBlock(nn.Module):
         return [self.resnets[0], *self.attentions, self.resnets[1]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers():
-            x = layer(x)
-        return x
+        return run_layers(self.layers(), x)
 
 
 class Downsample(nn.Module):
