@@ -233,11 +233,12 @@ def test_attention_window_may_span_the_whole_position_table():
         hubformers.LongformerConfig(**{**TINY_LONGFORMER, "attention_window": 78, "pad_token_id": 3})
 
 
-def float_settings(config_class) -> list[str]:
-    """The fields of `config_class` that hold a float (its own, not PreTrainedConfig's)."""
+def float_settings(config_class, lists: bool = False) -> list[str]:
+    """The fields of `config_class` that hold a float, or with `lists` a list of floats (its own fields, not
+    PreTrainedConfig's)."""
     inherited = {f.name for f in dataclasses.fields(transformers.PreTrainedConfig)}
-    fields = dataclasses.fields(config_class)
-    return sorted(f.name for f in fields if f.name not in inherited and "float" in str(f.type))
+    fields = [f for f in dataclasses.fields(config_class) if f.name not in inherited and "float" in str(f.type)]
+    return sorted(f.name for f in fields if str(f.type).startswith("list[float]") == lists)
 
 
 @pytest.mark.parametrize("config_class", CONFIGS, ids=ids)
@@ -248,6 +249,16 @@ def test_every_float_setting_refuses_nan_and_infinity(config_class, value):
     for name in names:
         with pytest.raises(ValueError, match=f"`{name}` must"):
             config_class(**{**TINY[config_class], name: value})
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_every_list_of_floats_refuses_nan_and_infinity(value):
+    config = hubformers.VAEConfig(architecture="conv", block_out_channels=[8, 16], norm_num_groups=4)
+    names = float_settings(hubformers.VAEConfig, lists=True)
+    assert names == ["latents_mean", "latents_std"]
+    for name in names:
+        with pytest.raises(ValueError, match=f"`{name}"):
+            hubformers.VAEConfig(**{**config.to_diff_dict(), name: [value] + [0.5] * (config.latent_channels - 1)})
 
 
 # --- defaults valid for any vocabulary size -------------------------------------------------------------------

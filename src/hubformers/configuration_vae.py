@@ -117,6 +117,8 @@ class VAEConfig(HubformersConfig):
                 raise ValueError(
                     f"`{name}` needs one value per latent channel ({self.latent_channels}), got {len(values)}."
                 )
+        if self.latents_mean is not None:
+            require_finite(**{f"latents_mean[{channel}]": value for channel, value in enumerate(self.latents_mean)})
         if self.latents_std is not None:
             require_positive(latents_std=list(self.latents_std))
         if self.architecture == "conv":
