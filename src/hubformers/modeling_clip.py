@@ -143,7 +143,9 @@ class CLIPVisionEmbeddings(nn.Module):
         batch_size, _, grid_h, grid_w = patches.shape
         tokens = patches.flatten(2).transpose(1, 2)  # (batch, hidden, grid_h, grid_w) -> (batch, patches, hidden)
         tokens = torch.cat([self.class_embedding.expand(batch_size, 1, -1), tokens], dim=1)
-        positions = self.position_embedding.weight.unsqueeze(0)  # (1, 1 + patches, hidden)
+        # through the module, not its weight, so that hooks on it (accelerate's offloading) see the call
+        positions = self.position_embedding(torch.arange(self.position_embedding.num_embeddings, device=tokens.device))
+        positions = positions.unsqueeze(0)  # (1, 1 + patches, hidden)
         if interpolate_pos_encoding:
             positions = interpolate_positions(positions, self.grid_size, grid_h, grid_w)
         else:
@@ -159,10 +161,8 @@ class CLIPTextEmbeddings(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         if position_ids is None:
-            positions = self.position_embedding.weight[: input_ids.shape[1]]
-        else:
-            positions = self.position_embedding(position_ids)
-        return self.token_embedding(input_ids) + positions
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)
+        return self.token_embedding(input_ids) + self.position_embedding(position_ids)
 
 
 class CLIPAttention(nn.Module):
@@ -254,11 +254,14 @@ class CLIPPreTrainedModel(PreTrainedModel):
         ~ N(0, width^-0.5) and the joint projections ~ N(0, width^-0.5) as in CLIP; the logit scale from the config."""
         super()._init_weights(module)
         factor = self.config.initializer_factor
+        # the projections are matched as modules, not through their model: loading initialises only the modules
+        # whose weights the checkpoint lacks
+        projections = [getattr(self, name, None) for name in ("text_projection", "visual_projection")]
         if isinstance(module, CLIPVisionEmbeddings):
             init.normal_(module.class_embedding, std=module.class_embedding.shape[0] ** -0.5 * factor)
+        elif any(module is projection for projection in projections):
+            init.normal_(module.weight, std=module.in_features**-0.5 * factor)
         elif isinstance(module, CLIPModel):
-            init.normal_(module.text_projection.weight, std=module.text_projection.in_features**-0.5 * factor)
-            init.normal_(module.visual_projection.weight, std=module.visual_projection.in_features**-0.5 * factor)
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
 
