@@ -66,7 +66,4 @@ class TestMLPVAE(TestConvVAE):
     reference_classes = {hubformers.VAEModel: None}
     config = TINY_MLP
     common_properties = ("num_channels", "image_size", "hidden_size", "latent_size")
-    xfail = {
-        ("VAEModel", "test_gradient_checkpointing"): "supports_gradient_checkpointing is True, but the MLP VAE has no "
-        "checkpointing layer: gradient_checkpointing_enable raises (Trainer's --gradient_checkpointing fails)"
-    }
+    xfail = {}

@@ -3,15 +3,12 @@
 PyTorch's eager `F.linear` runs MKL's GEMM, then GELU or a residual add as a second pass over the output.
 oneDNN computes `x W^T + b` and applies GELU or adds the residual as post-ops of the same call, while the
 output tile is still in cache. This is the kernel that torch.compile emits for CPU inference (inductor's
-mkldnn fusion passes call `torch.ops.mkldnn._linear_pointwise`); here it runs in eager mode. On the AMD EPYC
-machine these models are benchmarked on, oneDNN's JIT GEMM is also 5-20% faster than MKL's for the shapes of
-Swin-T, and its results match `F.linear` to float32 rounding.
+mkldnn fusion passes call `torch.ops.mkldnn._linear_pointwise`); here it runs in eager mode. Its results match
+`F.linear` to float32 rounding.
 
 The fused op has no backward: when a gradient is needed, `OneDNNLinear` runs it for the forward (bias and
-residual fused, GELU not, since its backward needs the input of GELU) and for the input's gradient (the
-transposed weight read in place). The weight's gradient `grad^T x` runs through oneDNN too, on transposed views,
-when the layer narrows (more inputs than outputs, as fc2: 13-27% faster there in Swin-T's training step), and
-through PyTorch's matmul otherwise, where oneDNN was slower. After GELU, `OneDNNLinearGELU` takes GELU's
+residual fused, GELU not, since its backward needs the input of GELU), and the input's and the weight's
+gradients run through PyTorch's matmuls (`linear_backward`). After GELU, `OneDNNLinearGELU` takes GELU's
 gradient and the bias's in one pass of a C kernel (cpu_kernels.py).
 It runs for float32 on the CPU, with oneDNN enabled, on plain tensors (not tensor subclasses such as DTensor
 or fake tensors), outside autocast, compiler traces (which fuse on their own) and torch.func transforms;
@@ -105,17 +102,14 @@ class OneDNNLinearGELU(torch.autograd.Function):
 
 
 def linear_backward(grad_output, x, weight, needs_x: bool, needs_weight: bool):
-    """The gradients of `x W^T` for x and W: the input's by oneDNN, the weight's by oneDNN when W has more
-    columns than rows (elsewhere PyTorch's matmul was faster); the plain matmuls when the backward is itself
-    differentiated (create_graph=True)."""
-    plain = torch.is_grad_enabled() or not runs_fused(grad_output)
-    grad_x = grad_weight = None
-    if needs_x:
-        grad_x = grad_output.matmul(weight) if plain else onednn_linear(grad_output, weight.t())
+    """The gradients of `x W^T` for x and W, by PyTorch's matmuls: differentiable when the backward is itself
+    differentiated, and as fast as oneDNN's or faster on the CPUs measured (on Sapphire Rapids, oneDNN's input and
+    narrowing-weight gradients made a ViT-B/16 training step 25% slower)."""
+    grad_x = grad_output.matmul(weight) if needs_x else None
+    grad_weight = None
     if needs_weight:  # (out, tokens) x (tokens, in)
         rows, inputs = grad_output.reshape(-1, grad_output.shape[-1]), x.reshape(-1, x.shape[-1])
-        narrows = inputs.shape[1] > rows.shape[1]
-        grad_weight = rows.t().mm(inputs) if plain or not narrows else onednn_linear(rows.t(), inputs.t())
+        grad_weight = rows.t().mm(inputs)
     return grad_x, grad_weight
 
 

@@ -324,8 +324,10 @@ class MLPEncoder(nn.Module):
         return self.moments(self.act(self.fc(pixel_values.flatten(1))))  # (batch, 2 * latent_size)
 
 
-class MLPDecoder(nn.Module):
-    """z -> hidden -> per-pixel parameter of p(x|z) (Bernoulli logits or Gaussian mean), Appendix C.1."""
+class MLPDecoder(GradientCheckpointingLayer):
+    """z -> hidden -> per-pixel parameter of p(x|z) (Bernoulli logits or Gaussian mean), Appendix C.1. The MLP's
+    checkpointing layer (the encoder's input, the images, needs no gradient, which reentrant checkpointing cannot
+    start from)."""
 
     def __init__(self, config: VAEConfig):
         super().__init__()
