@@ -116,9 +116,7 @@ def test_pickle_checkpoints_need_allow_pickle(tmp_path):
     timm_model = tiny_timm()
     torch.save({"state_dict": timm_model.state_dict(), "epoch": 3}, tmp_path / "checkpoint.pth")
     with pytest.raises(ValueError, match="pickle-based checkpoint; pass --allow-pickle"):
-        convert_timm_vit(
-            "vit_tiny_patch16_224", checkpoint=tmp_path / "checkpoint.pth", model_args=TINY_TIMM
-        )
+        convert_timm_vit("vit_tiny_patch16_224", checkpoint=tmp_path / "checkpoint.pth", model_args=TINY_TIMM)
     ours = convert_timm_vit(
         "vit_tiny_patch16_224", checkpoint=tmp_path / "checkpoint.pth", allow_pickle=True, model_args=TINY_TIMM
     )
