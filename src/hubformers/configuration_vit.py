@@ -37,7 +37,7 @@ class ViTConfig(HubformersConfig):
         layer_norm_eps: epsilon of every LayerNorm (1e-12 in google's checkpoints, 1e-6 in timm's).
         image_size / patch_size: an int or an (height, width) pair; the patch grid is image_size / patch_size.
         num_channels: input channels.
-        qkv_bias: whether the fused query/key/value projection has a bias.
+        qkv_bias: whether the query, key and value projections have biases.
         encoder_stride: up-sampling factor of the masked-image-modeling decoder (SimMIM).
         pooler_output_size / pooler_act: the optional tanh pooler on the class token of `ViTModel`.
     """
