@@ -203,7 +203,7 @@ def export_graph(graph: Graph, path: Path, opset: int | None = None) -> float:
     # one entry per parameter of `Outputs.forward`: its *tensors, one dict of varying dims per tensor
     dynamic_shapes = (tuple({dim: DYNAMIC for dim in dims} for dims in graph.dynamic_dims),)
     program = torch.onnx.export(
-        graph.module,
+        graph.module.eval(),
         graph.export_inputs,
         dynamo=True,
         dynamic_shapes=dynamic_shapes,
