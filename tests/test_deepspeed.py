@@ -14,6 +14,8 @@ from conftest import TINY_VIT
 
 import hubformers
 
+# not in the test extra: installed, DeepSpeed prints to stdout whenever transformers is imported, which other
+# tests read; `pip install deepspeed` to run this one
 pytest.importorskip("deepspeed")
 WORKER = Path(__file__).with_name("deepspeed_worker.py")
 STEPS = 8
