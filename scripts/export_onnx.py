@@ -37,13 +37,8 @@ class Outputs(nn.Module):
 
     def __init__(self, model: nn.Module, input_names: list[str], output_names: list[str], method="forward", **fixed):
         super().__init__()
-        self.model, self.input_names, self.output_names, self.method, self.fixed = (
-            model,
-            input_names,
-            output_names,
-            method,
-            fixed,
-        )
+        self.model, self.method, self.fixed = model, method, fixed
+        self.input_names, self.output_names = input_names, output_names
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = getattr(self.model, self.method)(**dict(zip(self.input_names, tensors)), **self.fixed)
