@@ -47,13 +47,7 @@ class TestCLIP(ModelTester):
         hubformers.CLIPVisionConfig: MINIMAL_VISION,
         hubformers.CLIPConfig: dict(text_config=MINIMAL_TEXT, vision_config=MINIMAL_VISION, projection_dim=32),
     }
-    xfail = {
-        (cls.__name__, "test_flex_attention_matches_eager"): "flex_attention in the text tower aborts the process "
-        "(SIGABRT, glibc heap corruption) inside the compiled CPU kernel; transformers' CLIPTextModel on the same "
-        "inputs runs. Ours hands flex a dense (batch, 1, n, n) float mask (causal_mask) where transformers builds a "
-        "BlockMask: suspect reads past the mask at the kernel's block padding"
-        for cls in (hubformers.CLIPModel, *TEXT_CLASSES)
-    }
+    xfail = {}
     skip = {
         ("CLIPModel", "test_resize_token_embeddings"): "two towers, no get_input_embeddings, as transformers' "
         "CLIPModel: resize CLIPTextModel's",

@@ -33,12 +33,7 @@ class TestViT(ModelTester):
             encoder_stride=2,
         )
     }
-    xfail = {
-        (cls.__name__, "test_forward_takes_the_reference_arguments"): "forward takes no attention_mask, which "
-        "transformers' ViT takes (a mask over the patches); passed to ours it fails inside ViTLayer.forward with a "
-        "TypeError (multiple values for 'attention_mask')"
-        for cls in all_model_classes
-    }
+    xfail = {}
     skip = {}
 
     def config_kwargs(self, model_class):

@@ -5,6 +5,7 @@ fails loudly at the boundary instead of turning into a silent wrong answer deepe
 """
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -101,6 +102,15 @@ def check_patches(pixel_values: torch.Tensor, patch_size: tuple[int, int]) -> No
         raise ValueError(f"An image must span at least one patch ({patch_h}x{patch_w} pixels), got {height}x{width}.")
 
 
+def check_token_mask(attention_mask: torch.Tensor | None, shape: torch.Size) -> None:
+    """A padding mask of the tokens' (batch, tokens) shape."""
+    if attention_mask is not None and tuple(attention_mask.shape) != tuple(shape):
+        raise ValueError(
+            f"`attention_mask` must have shape (batch, tokens) = {tuple(shape)}, one value per token the encoder "
+            f"sees (the class token included), got {tuple(attention_mask.shape)}."
+        )
+
+
 IGNORE_INDEX = -100  # the label that transformers' (and PyTorch's) cross-entropy leaves out of the loss
 
 
@@ -142,16 +152,60 @@ def check_classification_labels(labels: torch.Tensor, logits: torch.Tensor, conf
 
 
 def check_class_indices(labels: torch.Tensor, num_labels: int) -> None:
-    """Every label in [0, num_labels) or IGNORE_INDEX. A ValueError needs the values on the host: eagerly on the
-    CPU only. On other devices, and while a compiler traces (where reading values would break the graph), an
-    asynchronous device-side assert checks them instead, without waiting for the device."""
-    valid = ((labels >= 0) & (labels < num_labels)) | (labels == IGNORE_INDEX)
-    message = f"`labels` must lie in [0, {num_labels - 1}] (config.num_labels={num_labels}) or be {IGNORE_INDEX}"
-    if torch.compiler.is_compiling() or labels.device.type != "cpu":
-        torch._assert_async(valid.all(), message)
-    elif not valid.all():
-        counted = labels[labels != IGNORE_INDEX]
-        raise ValueError(f"{message}, got values from {counted.min().item()} to {counted.max().item()}.")
+    """Every label in [0, num_labels) or IGNORE_INDEX (see `check_indices`)."""
+    check_indices("labels", labels, num_labels, f"config.num_labels={num_labels}", IGNORE_INDEX)
+
+
+class Requirement(NamedTuple):
+    """A check on values: `holds`, a 0-d bool tensor on their device; `message`, what was expected; `found`,
+    what came instead (reads the values: called only on the CPU, once the check has failed)."""
+
+    holds: torch.Tensor
+    message: str
+    found: Callable[[], str]
+
+
+def indices_requirement(
+    name: str, values: torch.Tensor, size: int, field: str, ignore_index: int | None = None
+) -> Requirement:
+    """Indices into `size` rows (of an embedding table, or classes), or `ignore_index`."""
+    valid = (values >= 0) & (values < size)
+    if ignore_index is not None:
+        valid |= values == ignore_index
+    ignored = "" if ignore_index is None else f" or be {ignore_index} (ignored)"
+    return Requirement(
+        valid.all(),
+        f"`{name}` must lie in [0, {size - 1}] ({field}){ignored}",
+        lambda: f"{values[~valid].unique()[:5].tolist()}",
+    )
+
+
+def check_requirements(*requirements: Requirement) -> None:
+    """On the CPU, the requirements read back in one device read, and a ValueError for the first that fails. On
+    other devices (where a read would wait for the device) and while a compiler traces (where it would break the
+    graph), asynchronous device-side asserts check them instead; an exported program leaves them out."""
+    if not requirements or torch.compiler.is_exporting():
+        return
+    holds = torch.stack([requirement.holds for requirement in requirements])
+    if torch.compiler.is_compiling() or holds.device.type != "cpu":
+        for requirement in requirements:
+            torch._assert_async(requirement.holds, requirement.message)
+    elif not holds.all():
+        failed = requirements[int((~holds).nonzero()[0])]
+        raise ValueError(f"{failed.message}, got {failed.found()}.")
+
+
+def check_indices(name: str, values: torch.Tensor | None, size: int, field: str, ignore_index: int | None = None):
+    """Integer indices into `size` rows, or `ignore_index`: a ValueError (or a device-side assert, see
+    `check_requirements`) where an embedding or a loss would raise an IndexError."""
+    check_integers(name, values)
+    if values is not None:
+        check_requirements(indices_requirement(name, values, size, field, ignore_index))
+
+
+def check_integers(name: str, values: torch.Tensor | None) -> None:
+    if values is not None and (values.is_floating_point() or values.dtype == torch.bool):
+        raise ValueError(f"`{name}` must hold integer indices, got {values.dtype}.")
 
 
 def check_image_size(pixel_values: torch.Tensor, image_size: tuple[int, int]) -> None:

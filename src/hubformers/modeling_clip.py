@@ -33,10 +33,10 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .checks import check_image_size, check_pixel_values
+from .checks import Requirement, check_image_size, check_pixel_values, check_requirements, indices_requirement
 from .configuration_clip import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 from .configuration_vit import to_pair
-from .modeling_vit import ViTMLP, interpolate_positions, multi_head_attention
+from .modeling_vit import ViTMLP, attention_mask_for, interpolate_positions, multi_head_attention
 
 
 @dataclass
@@ -97,16 +97,6 @@ class GatherWithGradients(torch.autograd.Function):
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def causal_mask(attention_mask: torch.Tensor | None, batch_size: int, num_tokens: int, dtype, device) -> torch.Tensor:
-    """(batch, 1, tokens, tokens) additive mask: 0 where query i may see key j (j <= i, and j is not padding),
-    the dtype's minimum elsewhere. Explicit, so every attention backend applies the same mask."""
-    visible = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=device).tril()[None, None]
-    if attention_mask is not None:
-        visible = visible & attention_mask[:, None, None, :].to(device=device, dtype=torch.bool)
-    mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
-    return mask.expand(batch_size, 1, num_tokens, num_tokens)
 
 
 def check_image_batch(pixel_values: torch.Tensor, patch_size: tuple[int, int]) -> None:
@@ -175,7 +165,7 @@ class CLIPAttention(nn.Module):
         self.config = config
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.scaling = self.head_dim**-0.5
-        self.is_causal = False  # the text tower's causality is in the mask it passes
+        self.is_causal = False  # the text tower passes its causal mask and `is_causal=True` per call
         self.dropout = config.attention_dropout
         self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
@@ -265,20 +255,6 @@ class CLIPPreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
 
-def outside_table(ids: torch.Tensor, table_size: int) -> torch.Tensor:
-    """A 0-d bool tensor, on the ids' device: some id does not index a table of `table_size` rows."""
-    low, high = torch.aminmax(ids)
-    return (low < 0) | (high >= table_size)
-
-
-def check_ids_in_table(name: str, ids: torch.Tensor, table_size: int, field: str) -> None:
-    low, high = (value.item() for value in torch.aminmax(ids))
-    if low < 0 or high >= table_size:
-        raise ValueError(
-            f"`{name}` must lie in [0, {table_size - 1}] ({field}={table_size}), got values from {low} to {high}."
-        )
-
-
 def check_input_ids(input_ids: torch.Tensor | None, max_positions: int) -> None:
     """A non-empty (batch, length) integer tensor, no longer than the position table."""
     if input_ids is None:
@@ -343,33 +319,31 @@ class CLIPTextModel(CLIPPreTrainedModel):
     def check_inputs(
         self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None
     ) -> None:
-        """Shapes, then the values (left out under torch.compile, where a branch on them would break the graph)."""
+        """Shapes, then the values: ids and positions inside the embedding tables (their sizes, so resized
+        embeddings are followed) and an end-of-text token in every text, where the tower pools, all read back
+        at once (see `check_requirements`)."""
         check_input_ids(input_ids, self.embeddings.position_embedding.num_embeddings)
         check_attention_mask(attention_mask, input_ids)
         check_position_ids(position_ids, input_ids)
-        if not torch.compiler.is_compiling():
-            self.check_values(input_ids, position_ids)
-
-    def check_values(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> None:
-        """Ids and positions inside the embedding tables (their sizes, so resized embeddings are followed) and an
-        end-of-text token in every text, where the tower pools; read back from the device once for all."""
-        tables = [("input_ids", input_ids, self.embeddings.token_embedding.num_embeddings, "vocab_size")]
+        vocab_size = self.embeddings.token_embedding.num_embeddings
+        requirements = [indices_requirement("input_ids", input_ids, vocab_size, f"vocab_size={vocab_size}")]
         if position_ids is not None:
-            max_positions = self.embeddings.position_embedding.num_embeddings
-            tables.append(("position_ids", position_ids, max_positions, "max_position_embeddings"))
+            rows = self.embeddings.position_embedding.num_embeddings
+            requirements.append(
+                indices_requirement("position_ids", position_ids, rows, f"max_position_embeddings={rows}")
+            )
         has_eos = (input_ids == self.config.eos_token_id).any(dim=1)
-        if not torch.stack([~has_eos.all()] + [outside_table(ids, size) for _, ids, size, _ in tables]).any():
-            return
-        for table in tables:
-            check_ids_in_table(*table)
-        raise ValueError(
-            f"Texts {(~has_eos).nonzero().flatten().tolist()} of the batch have no end-of-text token "
-            f"(eos_token_id={self.config.eos_token_id}), where the text tower pools; tokenize with the CLIP "
-            "tokenizer, which appends it."
+        message = (
+            f"Every text must hold an end-of-text token (eos_token_id={self.config.eos_token_id}), where the text "
+            "tower pools; tokenize with the CLIP tokenizer, which appends it"
         )
+        requirements.append(
+            Requirement(has_eos.all(), message, lambda: f"none in texts {(~has_eos).nonzero().flatten().tolist()}")
+        )
+        check_requirements(*requirements)
 
     def end_of_text_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(batch,) index of each text's first `eos_token_id` (`check_values` made sure there is one)."""
+        """(batch,) index of each text's first `eos_token_id` (`check_inputs` made sure there is one)."""
         return (input_ids == self.config.eos_token_id).int().argmax(dim=1)
 
     @capture_outputs(tie_last_hidden_states=False)
@@ -387,9 +361,10 @@ class CLIPTextModel(CLIPPreTrainedModel):
             )
         self.check_inputs(input_ids, attention_mask, position_ids)
         hidden_states = self.embeddings(input_ids, position_ids)
-        batch_size, num_tokens, _ = hidden_states.shape
-        mask = causal_mask(attention_mask, batch_size, num_tokens, hidden_states.dtype, hidden_states.device)
-        hidden_states = self.final_layer_norm(self.encoder(hidden_states, mask, **kwargs))
+        batch_size = hidden_states.shape[0]
+        mask = attention_mask_for(self.config, kwargs, hidden_states, attention_mask, causal=True)
+        # `is_causal` for the backends that take the causality as a flag where the mask is left out
+        hidden_states = self.final_layer_norm(self.encoder(hidden_states, mask, is_causal=True, **kwargs))
         pooled = hidden_states[
             torch.arange(batch_size, device=hidden_states.device), self.end_of_text_positions(input_ids)
         ]

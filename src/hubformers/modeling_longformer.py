@@ -40,7 +40,14 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from typing_extensions import Unpack
 
-from .checks import IGNORE_INDEX, classification_loss
+from .checks import (
+    IGNORE_INDEX,
+    check_indices,
+    check_integers,
+    check_requirements,
+    classification_loss,
+    indices_requirement,
+)
 from .chunking import in_row_chunks, is_static, map_chunks
 from .configuration_longformer import LongformerConfig
 from .fused_linear import is_plain_linear, linear_layer
@@ -159,26 +166,6 @@ def input_shape(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | No
     if input_ids is None and inputs_embeds is None:
         raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`, got neither.")
     return input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
-
-
-def check_indices(name: str, values: torch.Tensor | None, size: int, field: str, ignore_index: int | None = None):
-    """Integer indices into `size` rows (of an embedding table, or classes), or `ignore_index`: a ValueError
-    where the embedding or the loss would raise an IndexError. The values are read eagerly only: under a
-    compiler trace a data-dependent branch would break the graph."""
-    if values is None:
-        return
-    if values.is_floating_point() or values.dtype == torch.bool:
-        raise ValueError(f"`{name}` must hold integer indices, got {values.dtype}.")
-    if torch.compiler.is_compiling():
-        return
-    outside = (values < 0) | (values >= size)
-    if ignore_index is not None:
-        outside &= values != ignore_index
-    if outside.any():
-        ignored = "" if ignore_index is None else f" or be {ignore_index} (ignored)"
-        raise ValueError(
-            f"`{name}` must lie in [0, {size - 1}] ({field}){ignored}, got {values[outside].unique()[:5].tolist()}."
-        )
 
 
 # --- embeddings -------------------------------------------------------------------------------------------
@@ -715,13 +702,20 @@ class LongformerModel(LongformerPreTrainedModel):
             ("position_ids", position_ids),
         ]:
             check_mask_shape(mask_name, mask, shape)
-        config = self.config
-        check_indices("input_ids", input_ids, config.vocab_size, f"config.vocab_size={config.vocab_size}")
-        check_indices(
-            "token_type_ids", token_type_ids, config.type_vocab_size, f"config.type_vocab_size={config.type_vocab_size}"
-        )
-        rows = config.max_position_embeddings
-        check_indices("position_ids", position_ids, rows, f"the position table, config.max_position_embeddings={rows}")
+        config, rows = self.config, self.config.max_position_embeddings
+        tables = [
+            ("input_ids", input_ids, config.vocab_size, f"config.vocab_size={config.vocab_size}"),
+            (
+                "token_type_ids",
+                token_type_ids,
+                config.type_vocab_size,
+                f"config.type_vocab_size={config.type_vocab_size}",
+            ),
+            ("position_ids", position_ids, rows, f"the position table, config.max_position_embeddings={rows}"),
+        ]
+        for name, values, _, _ in tables:
+            check_integers(name, values)
+        check_requirements(*(indices_requirement(*table) for table in tables if table[1] is not None))
 
     @capture_outputs
     def encode(

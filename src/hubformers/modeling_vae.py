@@ -28,7 +28,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from .checks import check_pixel_values
+from .checks import Requirement, check_pixel_values, check_requirements
 from .configuration_vae import VAEConfig
 from .modeling_vit import eager_attention_forward
 
@@ -655,14 +655,16 @@ class VAEModel(VAEPreTrainedModel):
             self.check_pixel_range(pixel_values)
 
     def check_pixel_range(self, pixel_values: torch.Tensor) -> None:
+        """Pixels inside the likelihood's range (see `check_requirements`)."""
         config = self.config
         low, high = config.pixel_range
-        lowest, highest = (value.item() for value in torch.aminmax(pixel_values))
-        if lowest < low - 1e-4 or highest > high + 1e-4:
-            raise ValueError(
-                f"The {config.likelihood} likelihood needs pixel values in [{low:g}, {high:g}], got values from "
-                f"{lowest:g} to {highest:g}; the VAEImageProcessor maps images to this range."
-            )
+        lowest, highest = torch.aminmax(pixel_values)
+        message = (
+            f"The {config.likelihood} likelihood needs pixel values in [{low:g}, {high:g}] (the VAEImageProcessor "
+            "maps images to this range)"
+        )
+        inside = (lowest >= low - 1e-4) & (highest <= high + 1e-4)
+        check_requirements(Requirement(inside, message, lambda: f"values from {lowest:g} to {highest:g}"))
 
     def latent_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """Shape of one image's latent: (latent_size,) for the MLP, (channels, h, w) for the conv model."""

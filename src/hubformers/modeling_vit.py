@@ -21,6 +21,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
@@ -32,7 +33,7 @@ from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .checks import check_image_size, check_patches, check_pixel_values, classification_loss
+from .checks import check_image_size, check_patches, check_pixel_values, check_token_mask, classification_loss
 from .chunking import in_row_chunks
 from .configuration_vit import ViTConfig, to_pair
 from .fused_linear import linear_layer
@@ -144,12 +145,42 @@ def eager_attention_forward(
     return output.transpose(1, 2).contiguous(), weights
 
 
+def runs_eager(config, kwargs: dict) -> bool:
+    """Whether this call's attention runs the eager path: configured, or asked for by a call that wants the
+    attention maps (which the fused sdpa/flex kernels never form)."""
+    return config._attn_implementation == "eager" or kwargs.get("output_attentions", config.output_attentions)
+
+
 def select_attention(module: nn.Module, kwargs: dict):
-    """The configured attention backend, or eager for a call that asks for the attention maps (which the
-    fused sdpa/flex kernels never form)."""
-    if kwargs.get("output_attentions", module.config.output_attentions):
+    """The attention function of this call (`runs_eager`), else the configured backend."""
+    if runs_eager(module.config, kwargs):
         return eager_attention_forward
     return ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
+
+
+def attention_mask_for(
+    config, kwargs: dict, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool = False
+):
+    """The (batch, tokens) padding mask (1 = attend), made causal when `causal`, in the form this call's backend
+    takes: for eager an additive (batch, 1, tokens, tokens) float mask (the dtype's minimum where hidden), else
+    transformers' own (a boolean mask for sdpa, a BlockMask for flex, the 2-D mask or None for flash), which may
+    be None where nothing is hidden and the backend's own causal flag serves."""
+    if runs_eager(config, kwargs):
+        if attention_mask is None and not causal:
+            return None
+        num_tokens = embeddings.shape[1]
+        visible = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=embeddings.device)[None, None]
+        if causal:
+            visible = visible.tril()
+        if attention_mask is not None:
+            visible = visible & attention_mask[:, None, None, :].to(device=embeddings.device, dtype=torch.bool)
+        hidden = torch.finfo(embeddings.dtype).min
+        return torch.zeros(visible.shape, dtype=embeddings.dtype, device=embeddings.device).masked_fill(
+            ~visible, hidden
+        )
+    if causal:
+        return create_causal_mask(config=config, inputs_embeds=embeddings, attention_mask=attention_mask, cache=None)
+    return create_bidirectional_mask(config=config, inputs_embeds=embeddings, attention_mask=attention_mask)
 
 
 def multi_head_attention(
@@ -334,16 +365,22 @@ class ViTModel(ViTPreTrainedModel):
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
+        attention_mask: torch.Tensor | None = None,
         class_token_only: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
-        """`class_token_only`: the last layer computes the class token alone (the others are keys and values
+        """`attention_mask`: (batch, 1 + num_patches), 1 for the tokens (class token first) that may be attended
+        to, 0 for those hidden from every query, as in transformers' ViT.
+        `class_token_only`: the last layer computes the class token alone (the others are keys and values
         of its attention), all that a head on the class token reads; `last_hidden_state` is then (batch, 1,
-        hidden). It saves most of a layer's work: 7% of ViT-B/16."""
+        hidden). It saves most of a layer's work: 7% of ViT-B/16. It is ignored when an `attention_mask` is given."""
         hidden_states = self.embeddings(pixel_values, bool_masked_pos, interpolate_pos_encoding)
+        check_token_mask(attention_mask, hidden_states.shape[:2])
+        mask = attention_mask_for(self.config, kwargs, hidden_states, attention_mask)
+        class_token_only = class_token_only and mask is None  # a mask's rows are for every query
         for index, layer in enumerate(self.layers):
             last = index == len(self.layers) - 1
-            hidden_states = layer(hidden_states, None, 1 if class_token_only and last else None, **kwargs)
+            hidden_states = layer(hidden_states, mask, 1 if class_token_only and last else None, **kwargs)
         sequence_output = self.layernorm(hidden_states)
         pooled_output = self.pooler(sequence_output) if self.pooler is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
@@ -367,6 +404,7 @@ class ViTForImageClassification(ViTPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
+        attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> ImageClassifierOutput:
         # the class token is all the head reads, unless every layer's tokens or attention maps are asked for
@@ -374,7 +412,11 @@ class ViTForImageClassification(ViTPreTrainedModel):
             kwargs.get(name, getattr(self.config, name)) for name in ("output_hidden_states", "output_attentions")
         )
         outputs = self.vit(
-            pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, class_token_only=not wants_all, **kwargs
+            pixel_values,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            attention_mask=attention_mask,
+            class_token_only=not wants_all,
+            **kwargs,
         )
         logits = self.classifier(outputs.last_hidden_state[:, 0])
         loss = classification_loss(self, labels, logits, **kwargs) if labels is not None else None
@@ -418,6 +460,7 @@ class ViTForMaskedImageModeling(ViTPreTrainedModel):
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
+        attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedImageModelingOutput:
         patch_h, patch_w = to_pair(self.config.patch_size)
@@ -426,7 +469,7 @@ class ViTForMaskedImageModeling(ViTPreTrainedModel):
                 f"A masked-image-modeling loss needs `encoder_stride` == `patch_size` so the reconstruction matches "
                 f"the input, got encoder_stride={self.config.encoder_stride}, patch_size={self.config.patch_size}."
             )
-        outputs = self.vit(pixel_values, bool_masked_pos, interpolate_pos_encoding, **kwargs)
+        outputs = self.vit(pixel_values, bool_masked_pos, interpolate_pos_encoding, attention_mask, **kwargs)
         grid_h, grid_w = pixel_values.shape[-2] // patch_h, pixel_values.shape[-1] // patch_w
         # patch tokens (batch, grid_h * grid_w, hidden) -> feature map (batch, hidden, grid_h, grid_w)
         feature_map = outputs.last_hidden_state[:, 1:].transpose(1, 2).unflatten(2, (grid_h, grid_w))
