@@ -21,7 +21,6 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -30,7 +29,7 @@ from transformers.utils import ModelOutput
 
 from .checks import Requirement, check_pixel_values, check_requirements
 from .configuration_vae import VAEConfig
-from .modeling_vit import eager_attention_forward
+from .modeling_common import ModelNamesLayout, eager_attention_forward
 
 LOGVAR_RANGE = (-30.0, 20.0)  # diffusers' clamp on the posterior log-variance
 
@@ -582,7 +581,7 @@ class ConvDecoder(nn.Module):
 # The model
 
 
-class VAEPreTrainedModel(PreTrainedModel):
+class VAEPreTrainedModel(ModelNamesLayout):
     config_class = VAEConfig
     base_model_prefix = "vae"
     main_input_name = "pixel_values"
@@ -593,10 +592,6 @@ class VAEPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
     _supports_attention_backend = True
-
-    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
-        """Saves under the module names (see `ViTPreTrainedModel.save_pretrained`)."""
-        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
 
     def _init_weights(self, module):
         """The paper's N(0, 0.01) for the MLP (Section 5); PyTorch's default (Kaiming uniform) for convolutions."""
