@@ -11,7 +11,7 @@ import transformers
 from conftest import max_abs_diff
 
 import hubformers
-from hubformers import chunking, modeling_longformer
+from hubformers import chunking, longformer_fast_paths
 
 TOL = 1e-5
 
@@ -26,13 +26,13 @@ def tiny_chunks(monkeypatch):
 def block_calls(monkeypatch):
     """The blocks of each attention call of Longformer's inference path (once per chunk of blocks)."""
     calls = []
-    attend = modeling_longformer.attend_merging_global
+    attend = longformer_fast_paths.attend_merging_global
 
     def counted(query, *args):
         calls.append(query.shape[0])
         return attend(query, *args)
 
-    monkeypatch.setattr(modeling_longformer, "attend_merging_global", counted)
+    monkeypatch.setattr(longformer_fast_paths, "attend_merging_global", counted)
     return calls
 
 

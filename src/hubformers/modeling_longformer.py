@@ -1,28 +1,23 @@
-"""Longformer: "Longformer: The Long-Document Transformer" (Beltagy et al., 2020), a RoBERTa encoder whose
-self-attention costs time and memory linear in the document length.
+"""Longformer: "Longformer: The Long-Document Transformer" (Beltagy et al., 2020,
+https://arxiv.org/abs/2004.05150), a RoBERTa encoder whose self-attention costs time and memory linear in the
+document length. This file holds the model in plain PyTorch: the embeddings, the layers' attention, the encoder
+and pooler, and the heads.
 
 Each token attends to a sliding window of W/2 neighbours on each side, spaced `attention_dilation` apart
 (Section 3.1, Fig. 2b-c), plus the tokens marked global; global tokens attend to the whole sequence through
 their own query/key/value projections (Section 3.1, "Linear Projections for Global Attention"). The heads
 follow Section 6 (classification: the first token global; question answering: the question tokens global).
-Paper: https://arxiv.org/abs/2004.05150.
 
 How the band is computed (no n x n tensor anywhere): the sequence is padded to whole units (the window, or
 dilation x ceil(W / dilation) tokens), viewed as `dilation` interleaved strands (a dilated window is a plain
 window within a strand), and each strand cut into query blocks (half a window without dilation); a block
 attends to the keys of itself and its neighbours (an `unfold` view), with the global keys prepended, under an
-additive mask that keeps the band. Heads of different dilations attend in groups, one per dilation.
-That is one fused `scaled_dot_product_attention` over (blocks, heads) with 1.5 W keys per query. In eager
-inference on CPU the global keys are not prepended (which copies every block's keys and values): the flash
-kernel reads the overlapping windows in place and returns its log-sum-exp, and the queries' attention on the
-few global keys, computed for all of them at once, is merged in by the two log-sum-exps (compiler traces take
-the first way: a log-sum-exp over a data-dependent number of global keys would need a guard). Blocks run a
-few MB at a time (`chunking`). The global queries' scores against every key use (W_k^T q) . h instead of
-q . (W_k h + b): the same softmax (the bias term is constant along a row, so the global keys' bias is a
-buffer, kept for the checkpoints), without projecting every token a second time.
+additive mask that keeps the band. Heads of different dilations attend in groups, one per dilation. That is one
+fused `scaled_dot_product_attention` over (blocks, heads) with 1.5 W keys per query.
 
-Module and parameter names are transformers' own (`LongformerModel`), so folders written by transformers
-(allenai/longformer-base-4096 on the Hub) load as they are, and ours load in transformers.
+Speed-only code plugs in through `modeling_common.FAST_PATHS` (longformer_fast_paths.py) and gives the same
+outputs. Module and parameter names are transformers' own (`LongformerModel`), so folders written by
+transformers (allenai/longformer-base-4096 on the Hub) load as they are, and ours load in transformers.
 """
 
 import math
@@ -31,7 +26,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -48,9 +42,8 @@ from .checks import (
     classification_loss,
     indices_requirement,
 )
-from .chunking import in_row_chunks, is_static, map_chunks
 from .configuration_longformer import LongformerConfig
-from .fused_linear import is_plain_linear, linear_layer
+from .modeling_common import FAST_PATHS, ModelNamesLayout, add_branch, is_static
 
 # --- outputs ----------------------------------------------------------------------------------------------
 
@@ -220,7 +213,7 @@ class BandLayout:
     dilation x `strand_window` tokens (strand_window = ceil(W / dilation), so the unit is the window when the
     dilation divides it) and viewed as `dilation` interleaved strands, in which the dilated window is a plain
     one of W/2 neighbours on each side. A strand is cut into query blocks of `block` tokens, each attending to
-    the keys of itself and of `reach` blocks on each side."""
+    the `window_keys` keys of itself and of `reach` blocks on each side."""
 
     def __init__(self, window: int, dilation: int):
         self.window, self.dilation = window, dilation
@@ -229,6 +222,7 @@ class BandLayout:
         self.unit = dilation * self.strand_window
         self.block = self.block_size()
         self.reach = math.ceil(self.one_sided / self.block)  # neighbour blocks on each side
+        self.window_keys = (2 * self.reach + 1) * self.block
 
     def block_size(self) -> int:
         """The largest divisor of `strand_window` (so that blocks tile the padded strand) not above half the
@@ -241,8 +235,36 @@ class BandLayout:
     def band(self, device: torch.device) -> torch.Tensor:
         """(block, keys) bool: which keys of a block's window lie in the band. Query a of the block and key j
         of its window are j - reach * block - a apart in the strand."""
-        keys = torch.arange((2 * self.reach + 1) * self.block, device=device) - self.reach * self.block
+        keys = torch.arange(self.window_keys, device=device) - self.reach * self.block
         return (keys[None, :] - torch.arange(self.block, device=device)[:, None]).abs() <= self.one_sided
+
+
+@dataclass(frozen=True)
+class Band:
+    """One call's band: a `BandLayout` over `num_tokens` tokens padded to `num_windows` units."""
+
+    layout: BandLayout
+    num_tokens: int
+    num_windows: int
+
+    @property
+    def padded(self):
+        return self.num_windows * self.layout.unit
+
+    @property
+    def num_blocks(self):
+        """Query blocks per strand."""
+        return self.num_windows * (self.layout.strand_window // self.layout.block)
+
+    @property
+    def margin(self):
+        """Tokens in front of the keys: `reach` blocks of every strand (behind them too, plus the padding)."""
+        return self.layout.reach * self.layout.block * self.layout.dilation
+
+    @property
+    def margin_length(self):
+        """A strand of the keys with both margins."""
+        return self.num_windows * self.layout.strand_window + 2 * self.layout.reach * self.layout.block
 
 
 def windows_for(num_tokens: int, window: int) -> int:
@@ -256,6 +278,14 @@ def windows_for(num_tokens: int, window: int) -> int:
     return num_windows
 
 
+def band_of(layout: BandLayout, masks: AttentionMasks, num_tokens: int) -> Band:
+    """The band of this forward: one window count per unit (under export each count is an unbacked size, and
+    layers that share a band mask must share its size)."""
+    if layout.unit not in masks.window_counts:
+        masks.window_counts[layout.unit] = windows_for(num_tokens, layout.unit)
+    return Band(layout, num_tokens, masks.window_counts[layout.unit])
+
+
 def pad_tokens(x: torch.Tensor, before, after) -> torch.Tensor:
     """(batch, tokens, ...) with `before` and `after` zero tokens around: F.pad writes zeros everywhere, then
     the copy; this writes each value once (the copy is the larger part at 4,096 tokens)."""
@@ -267,18 +297,142 @@ def pad_tokens(x: torch.Tensor, before, after) -> torch.Tensor:
     return padded
 
 
-def attend_merging_global(query, window, window_bias, global_lse, global_context) -> torch.Tensor:
-    """softmax over a block's global keys and window keys without concatenating them: the flash kernel's
-    output and log-sum-exp over the window (keys and values read in place from the overlapping windows), and
-    the same over the global keys, weighed by their shares of the total, sigmoid(lse_window - lse_global) for
-    the window. `query` (blocks, heads, block, dim); `window` (keys, values), each (blocks, heads, K, dim);
-    `window_bias` (blocks, 1, block, K) additive; the global keys' `global_lse` (blocks, heads, block, 1) and
-    `global_context` (blocks, heads, block, dim), zero without global keys (lse -inf)."""
-    local, local_lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        query, *window, attn_mask=window_bias, scale=1.0
+def padded_queries(query: torch.Tensor, band: Band) -> torch.Tensor:
+    """(batch, tokens, heads, dim) -> (batch, padded, heads, dim), zeros at the end."""
+    padding = band.padded - band.num_tokens
+    return query if is_static(padding) and padding == 0 else F.pad(query, (0, 0, 0, 0, 0, padding))
+
+
+def query_blocks(x: torch.Tensor, band: Band, head_major: bool = False) -> torch.Tensor:
+    """(batch, padded, heads, dim), or (batch, heads, padded, dim) if `head_major`, -> (batch, dilation, blocks,
+    heads, block, dim), a view: token t of the padded sequence is token t // dilation of strand t % dilation."""
+    dilation, block, num_blocks = band.layout.dilation, band.layout.block, band.num_blocks
+    if head_major:
+        batch_size, num_heads = x.shape[:2]
+        x = x.view(batch_size, num_heads, num_blocks, block, dilation, x.shape[-1])
+        return x.permute(0, 4, 2, 1, 3, 5)
+    batch_size, num_heads = x.shape[0], x.shape[2]
+    x = x.view(batch_size, num_blocks, block, dilation, num_heads, x.shape[-1])
+    return x.permute(0, 3, 1, 4, 2, 5)
+
+
+def key_windows(x: torch.Tensor, band: Band) -> torch.Tensor:
+    """(batch, tokens, heads, dim) -> (batch, dilation, blocks, heads, keys, dim), a view of the keys (or
+    values) with their margins: the window of a block is its own keys and those of `reach` blocks each side."""
+    layout, margin = band.layout, band.margin
+    x = pad_tokens(x, margin, margin + band.padded - band.num_tokens)
+    # (batch, padded + margins, heads, dim) -> (batch, dilation, heads, strand, dim)
+    x = x.view(x.shape[0], band.margin_length, layout.dilation, *x.shape[2:]).permute(0, 2, 3, 1, 4)
+    # -> (batch, dilation, heads, blocks, dim, keys) -> (batch, dilation, blocks, heads, keys, dim)
+    return x.unfold(3, layout.window_keys, layout.block).transpose(-1, -2).transpose(2, 3)
+
+
+def bias_windows(key_bias: torch.Tensor, band: Band) -> torch.Tensor:
+    """(batch, tokens) -> (batch, dilation, blocks, keys): `key_windows` of an additive mask, the margins
+    masked."""
+    layout, margin = band.layout, band.margin
+    x = F.pad(key_bias, (margin, margin + band.padded - band.num_tokens), value=torch.finfo(key_bias.dtype).min)
+    # (batch, padded + margins) -> (batch, dilation, strand) -> (batch, dilation, blocks, keys)
+    x = x.view(x.shape[0], band.margin_length, layout.dilation).transpose(1, 2)
+    return x.unfold(2, layout.window_keys, layout.block)
+
+
+def band_bias(masks: AttentionMasks, band: Band) -> torch.Tensor:
+    """(batch, dilation, blocks, block, G + keys): the additive mask of each block's keys, the global slots'
+    (`global_slot_bias`) then the window's (the key's own bias inside the band, the minimum outside)."""
+    windows = bias_windows(masks.key_bias, band)[..., None, :]
+    window_bias = torch.where(band.layout.band(windows.device), windows, torch.finfo(windows.dtype).min)
+    slot_bias = masks.global_slot_bias[:, None, None, None, :].expand(*window_bias.shape[:-1], -1)
+    return torch.cat([slot_bias, window_bias], dim=-1)
+
+
+def shared_band_bias(masks: AttentionMasks, window: int, band: Band) -> torch.Tensor:
+    """`band_bias`, built by the first layer of each (window, dilation) and shared by the others."""
+    key = (window, band.layout.dilation)
+    if key not in masks.band_biases:
+        masks.band_biases[key] = band_bias(masks, band)
+    return masks.band_biases[key]
+
+
+def gather_global(key: torch.Tensor, value: torch.Tensor, global_index: torch.Tensor):
+    """Keys and values of the global tokens: (batch, G, heads, dim) each."""
+    index = global_index[:, :, None, None].expand(-1, -1, *key.shape[2:])
+    return key.gather(1, index), value.gather(1, index)
+
+
+def block_bytes(blocks: torch.Tensor, num_global: int, window_keys: int) -> int:
+    """The bytes of the keys and values of one block of every strand and row, for (batch, dilation, blocks,
+    heads, block, dim) query `blocks`: what a block's attention takes besides its queries."""
+    batch_size, dilation, _, num_heads, _, head_dim = blocks.shape
+    return 2 * batch_size * dilation * num_heads * (num_global + window_keys) * head_dim * blocks.element_size()
+
+
+def attend_blocks(query, window_key, window_value, bias, global_key, global_value, dropout: float, need_weights: bool):
+    """Blocks (batch, dilation, blocks, ...) of queries (heads, block, dim), window keys and values (heads,
+    keys, dim) and additive masks (block, G + keys), with the global keys and values (batch, 1, 1, heads, G,
+    dim) -> (batch, dilation, blocks, heads, block, dim) context, and if asked the probabilities (batch *
+    dilation * blocks, heads, block, G + keys). Each block attends to the global keys, then its window."""
+    shape = (*window_key.shape[:4], global_key.shape[-2], window_key.shape[-1])
+    # (batch * dilation * blocks, heads, G + keys, dim)
+    keys = torch.cat([global_key.expand(shape), window_key], dim=-2).flatten(0, 2)
+    values = torch.cat([global_value.expand(shape), window_value], dim=-2).flatten(0, 2)
+    bias = bias.flatten(0, 2).unsqueeze(1)  # (batch * dilation * blocks, 1, block, G + keys)
+    query = query.flatten(0, 2)
+    if not need_weights:
+        context = F.scaled_dot_product_attention(query, keys, values, bias, dropout_p=dropout, scale=1.0)
+        return context.unflatten(0, shape[:3]), None
+    probs = torch.softmax(query @ keys.transpose(-1, -2) + bias, dim=-1, dtype=torch.float32).to(query.dtype)
+    return (F.dropout(probs, dropout, dropout > 0.0) @ values).unflatten(0, shape[:3]), probs
+
+
+def attend_band(query, windows, bias, global_kv, band: Band, dropout: float, need_weights: bool):
+    """Every padded query (batch, padded, heads, dim) on the global keys and its window: `attend_blocks` on
+    the blocks, a slice of blocks at a time (`FAST_PATHS.slices`) unless the probabilities are asked for."""
+    # (batch, G, heads, dim) -> (batch, 1, 1, heads, G, dim), to expand over the blocks of each strand
+    global_key, global_value = (x.transpose(1, 2)[:, None, None] for x in global_kv)
+    blocks = query_blocks(query, band)
+    if need_weights:
+        return attend_blocks(blocks, *windows, bias, global_key, global_value, dropout, True)
+    context = FAST_PATHS.slices(
+        lambda *chunk: attend_blocks(*chunk, global_key, global_value, dropout, False)[0],
+        (blocks, *windows, bias),
+        2,
+        block_bytes(blocks, global_key.shape[-2], band.layout.window_keys),
     )
-    window_share = torch.sigmoid(local_lse[..., None] - global_lse).to(query.dtype)
-    return torch.lerp(global_context, local, window_share)
+    return context, None
+
+
+def token_context(context: torch.Tensor, band: Band) -> torch.Tensor:
+    """(batch, dilation, blocks, heads, block, dim) -> (batch, tokens, heads * dim), the padding dropped."""
+    batch_size, num_heads, head_dim = context.shape[0], context.shape[3], context.shape[5]
+    context = context.permute(0, 2, 4, 1, 3, 5).reshape(batch_size, band.padded, num_heads * head_dim)
+    return context[:, : band.num_tokens]
+
+
+def band_probabilities(probs, masks: AttentionMasks, band: Band, num_global: int) -> torch.Tensor:
+    """(batch * dilation * blocks, heads, block, G + keys) -> (batch, heads, tokens, G + W + 1): the window
+    columns re-indexed by relative offset, as transformers lays them out."""
+    (batch_size, num_tokens), num_heads, layout = masks.is_global.shape, probs.shape[1], band.layout
+    # key column of offset k for query a: reach * block + a + k
+    columns = (
+        layout.reach * layout.block
+        + torch.arange(layout.block, device=probs.device)[:, None]
+        + torch.arange(-layout.one_sided, layout.one_sided + 1, device=probs.device)
+    )
+    local = probs[..., num_global:].gather(-1, columns.expand(*probs.shape[:2], -1, -1))
+    probs = torch.cat([probs[..., :num_global], local], dim=-1)
+    # (batch, dilation, blocks, heads, block, G + W + 1) -> (batch, heads, padded, G + W + 1)
+    probs = probs.view(batch_size, layout.dilation, band.num_blocks, num_heads, layout.block, -1)
+    probs = probs.permute(0, 3, 2, 4, 1, 5).reshape(batch_size, num_heads, band.padded, -1)
+    probs = probs[:, :, :num_tokens]
+    return probs.masked_fill((masks.is_masked | masks.is_global)[:, None, :, None], 0.0)
+
+
+def replaced(name: str, *args):
+    """What the replacement registered as `name` in `FAST_PATHS.attention` gives for this call; None without
+    one, or where it does not serve the call (the model then runs its own code)."""
+    replacement = FAST_PATHS.attention.get(name)
+    return None if replacement is None else replacement(*args)
 
 
 def key_without_bias_parameter(hidden_size: int) -> nn.Linear:
@@ -326,11 +480,11 @@ class LongformerSelfAttention(nn.Module):
         need_weights = kwargs.get("output_attentions", self.config.output_attentions)
         scaling = self.head_dim**-0.5
         # (batch, tokens, hidden) -> (batch, tokens, heads, head_dim)
-        query = (linear_layer(self.query, hidden_states) * scaling).view(
+        query = (FAST_PATHS.linear(self.query, hidden_states) * scaling).view(
             batch_size, num_tokens, self.num_heads, self.head_dim
         )
-        key = linear_layer(self.key, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
-        value = linear_layer(self.value, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        key = FAST_PATHS.linear(self.key, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        value = FAST_PATHS.linear(self.value, hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
 
         context, local_probs = self.windowed_attention(query, key, value, masks, need_weights)
         global_context, global_probs = self.global_attention(hidden_states, masks)
@@ -366,180 +520,54 @@ class LongformerSelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Heads of one dilation (`layout`), every token on its window and on the global keys (projected like
         the others): (batch, tokens, heads, head_dim) in, (batch, tokens, heads * head_dim) out (padding tokens'
-        rows are for the caller to zero), plus the probabilities in the layout of `attentions` if asked."""
-        batch_size, num_tokens, num_heads, head_dim = query.shape
-        dilation, block, reach = layout.dilation, layout.block, layout.reach
-        # padded to whole units; a unit is strand_window tokens of each strand, in whole blocks
-        # one count per unit and forward: under export each count is an unbacked size, and layers that share a
-        # band mask must share its size
-        if layout.unit not in masks.window_counts:
-            masks.window_counts[layout.unit] = windows_for(num_tokens, layout.unit)
-        num_windows = masks.window_counts[layout.unit]
-        padded, padding = num_windows * layout.unit, num_windows * layout.unit - num_tokens
-        strand_length = num_windows * layout.strand_window
-        num_blocks = num_windows * (layout.strand_window // block)
-
-        def blocks(x, head_major=False):
-            """(batch, padded, heads, dim), or (batch, heads, padded, dim) if `head_major`, -> (batch, dilation,
-            blocks, heads, block, dim), a view"""
-            if head_major:
-                x = x.view(batch_size, num_heads, num_blocks, block, dilation, x.shape[-1])
-                return x.permute(0, 4, 2, 1, 3, 5)
-            x = x.view(batch_size, num_blocks, block, dilation, num_heads, x.shape[-1])
-            return x.permute(0, 3, 1, 4, 2, 5)
-
-        window_keys = (2 * reach + 1) * block
-        lowest = torch.finfo(query.dtype).min
-
-        # keys are padded once, by reach blocks of every strand in front and behind (plus the padding to whole
-        # windows): a strand of the padded sequence is then the strand of the keys with its margins
-        margin = reach * block * dilation
-        margin_length = strand_length + 2 * reach * block
-
-        def key_windows(x):  # (batch, tokens, heads, dim) -> (batch, dilation, blocks, heads, keys, dim), a view
-            x = pad_tokens(x, margin, margin + padding)
-            x = x.view(batch_size, margin_length, dilation, num_heads, head_dim).permute(0, 2, 3, 1, 4)
-            return x.unfold(3, window_keys, block).transpose(-1, -2).transpose(2, 3)
-
-        def bias_windows(x):  # (batch, tokens) -> (batch, dilation, blocks, keys)
-            x = F.pad(x, (margin, margin + padding), value=lowest)
-            return x.view(batch_size, margin_length, dilation).transpose(1, 2).unfold(2, window_keys, block)
-
-        global_key, global_value = self.gather_global(key, value, masks.global_index)
-        num_global = global_key.shape[1]
-        # (batch, G, heads, dim) -> (batch, 1, 1, heads, G, dim), to expand over the blocks of each strand
-        global_key, global_value = (x.transpose(1, 2)[:, None, None] for x in (global_key, global_value))
+        rows are for the caller to zero), plus the probabilities in the layout of `attentions` if asked. A
+        replacement "longformer_band" may compute the context instead."""
+        band = band_of(layout, masks, query.shape[1])
+        query = padded_queries(query, band)
+        windows = key_windows(key, band), key_windows(value, band)
+        bias = shared_band_bias(masks, self.window, band)
+        global_kv = gather_global(key, value, masks.global_index)
         dropout = self.dropout if self.training else 0.0
-
-        def band_bias():  # (batch, dilation, blocks, block, G + keys): the global slots', then the band
-            window_bias = torch.where(layout.band(query.device), bias_windows(masks.key_bias)[..., None, :], lowest)
-            slot_bias = masks.global_slot_bias[:, None, None, None, :].expand(*window_bias.shape[:-1], num_global)
-            return torch.cat([slot_bias, window_bias], dim=-1)
-
-        if (self.window, dilation) not in masks.band_biases:
-            masks.band_biases[self.window, dilation] = band_bias()
-
-        # eager inference on CPU: the window through the flash kernel, merged with the global keys by log-sum-exp,
-        # with no copy of the blocks' keys and values (the kernel's log-sum-exp has no gradient). Not in compiler
-        # traces: the log-sum-exp over a data-dependent number of global keys (maybe none) would need a guard
-        merge_global = (
-            query.device.type == "cpu"
-            and not need_weights
-            and not torch.is_grad_enabled()
-            and dropout == 0.0
-            and not torch.compiler.is_compiling()
-        )
-
-        def attend(query, windows_k, windows_v, bias, global_lse=None, global_context=None):
-            """Blocks (batch, dilation, blocks, ...) of queries, window keys and values and additive masks ->
-            (batch, dilation, blocks, heads, block, dim) context, and probabilities if asked. Each block's
-            keys and values are the global ones, then its window (or, given the queries' attention on the
-            global keys alone, the window's merged with it by log-sum-exp)."""
-            shape = (*windows_k.shape[:4], num_global, head_dim)
-            if global_lse is not None:
-                # (batch * dilation * blocks, heads, ...): views of the keys, values and masks
-                context = attend_merging_global(
-                    query.flatten(0, 2),
-                    (windows_k.flatten(0, 2), windows_v.flatten(0, 2)),
-                    bias[..., num_global:].flatten(0, 2).unsqueeze(1),
-                    global_lse.flatten(0, 2),
-                    global_context.flatten(0, 2),
-                )
-                return context.unflatten(0, shape[:3]), None
-            keys = torch.cat([global_key.expand(shape), windows_k], dim=-2).flatten(0, 2)
-            values = torch.cat([global_value.expand(shape), windows_v], dim=-2).flatten(0, 2)
-            bias = bias.flatten(0, 2).unsqueeze(1)  # (batch * dilation * blocks, 1, block, G + keys)
-            query = query.flatten(0, 2)
-            if not need_weights:
-                context = F.scaled_dot_product_attention(query, keys, values, bias, dropout_p=dropout, scale=1.0)
-                return context.unflatten(0, shape[:3]), None
-            probs = torch.softmax(query @ keys.transpose(-1, -2) + bias, dim=-1, dtype=torch.float32).to(query.dtype)
-            return (F.dropout(probs, dropout, self.training) @ values).unflatten(0, shape[:3]), probs
-
-        query = query if is_static(padding) and padding == 0 else F.pad(query, (0, 0, 0, 0, 0, padding))
-        inputs = (blocks(query), key_windows(key), key_windows(value), masks.band_biases[self.window, dilation])
-        if merge_global:
-            # every query's attention on the global keys alone, at once (a handful of keys), on the head-major
-            # view of the queries (no copy for one row): log-sum-exp (batch, heads, padded, 1) and context
-            # (batch, heads, padded, dim), then cut into blocks like the queries
-            scores = query.transpose(1, 2) @ global_key[:, 0, 0].transpose(-1, -2)  # (batch, heads, padded, G)
-            scores = (scores + masks.global_slot_bias[:, None, None, :]).float()
-            global_context = scores.softmax(-1).to(query.dtype) @ global_value[:, 0, 0]
-            inputs += (blocks(scores.logsumexp(-1, keepdim=True), True), blocks(global_context, True))
-        if need_weights:
-            context, probs = attend(*inputs)
-        else:
-            # blocks of a few MB at a time: whole, the keys and values of all blocks (1.5 W per query) take
-            # fresh pages from the allocator (see `chunking`)
-            block_bytes = 2 * num_heads * (num_global + window_keys) * head_dim * query.element_size()
-            context = map_chunks(lambda *chunk: attend(*chunk)[0], inputs, 2, block_bytes * batch_size * dilation)
-
-        # (batch, dilation, blocks, heads, block, dim) -> (batch, tokens, hidden)
-        context = context.permute(0, 2, 4, 1, 3, 5).reshape(batch_size, padded, num_heads * head_dim)[:, :num_tokens]
+        context = replaced("longformer_band", query, windows, bias, global_kv, masks, band, dropout, need_weights)
+        probs = None
+        if context is None:
+            context, probs = attend_band(query, windows, bias, global_kv, band, dropout, need_weights)
+        context = token_context(context, band)
         if not need_weights:
             return context, None
-        return context, self.band_probabilities(probs, masks, num_blocks, num_global, layout)
-
-    @staticmethod
-    def gather_global(key, value, global_index):
-        """Keys and values of the global tokens: (batch, G, heads, dim) each."""
-        index = global_index[:, :, None, None].expand(-1, -1, *key.shape[2:])
-        return key.gather(1, index), value.gather(1, index)
-
-    @staticmethod
-    def band_probabilities(probs, masks: AttentionMasks, num_blocks: int, num_global: int, layout: BandLayout):
-        """(batch * dilation * blocks, heads, block, G + keys) -> (batch, heads, tokens, G + W + 1): the
-        window columns re-indexed by relative offset, as transformers lays them out."""
-        (batch_size, num_tokens), num_heads = masks.is_global.shape, probs.shape[1]
-        dilation, block = layout.dilation, layout.block
-        # key column of offset k for query a: reach * block + a + k
-        columns = (
-            layout.reach * block
-            + torch.arange(block, device=probs.device)[:, None]
-            + torch.arange(-layout.one_sided, layout.one_sided + 1, device=probs.device)
-        )
-        local = probs[..., num_global:].gather(-1, columns.expand(*probs.shape[:2], -1, -1))
-        probs = torch.cat([probs[..., :num_global], local], dim=-1)
-        probs = probs.view(batch_size, dilation, num_blocks, num_heads, block, -1)
-        probs = probs.permute(0, 3, 2, 4, 1, 5).reshape(batch_size, num_heads, num_blocks * block * dilation, -1)
-        probs = probs[:, :, :num_tokens]
-        return probs.masked_fill((masks.is_masked | masks.is_global)[:, None, :, None], 0.0)
+        return context, band_probabilities(probs, masks, band, global_kv[0].shape[1])
 
     def global_attention(self, hidden_states, masks: AttentionMasks) -> tuple[torch.Tensor, torch.Tensor]:
         """The global tokens on every token, through the global projections: context (batch, G, hidden) and
-        probabilities (batch, heads, G, tokens). With plain `nn.Linear` projections (`is_plain_linear`), no
-        token is projected a second time: the scores are (W_k^T q) . h and the context W_v (sum_j p_j h_j) +
-        b_v sum_j p_j; otherwise (an adapter, a hooked layer) the projections run on every token."""
+        probabilities (batch, heads, G, tokens). A replacement "longformer_global" may compute them instead."""
+        fast = replaced("longformer_global", self, hidden_states, masks)
+        if fast is not None:
+            return fast
         batch_size, num_tokens, hidden_size = hidden_states.shape
-        index = masks.global_index[..., None].expand(-1, -1, hidden_size)
-        global_states = hidden_states.gather(1, index)  # (batch, G, hidden)
-        num_global = global_states.shape[1]
-        query = (self.query_global(global_states) * self.head_dim**-0.5).view(
-            batch_size, num_global, self.num_heads, self.head_dim
+        query = self.global_queries(hidden_states, masks)
+        key = FAST_PATHS.linear(self.key_global, hidden_states).view(
+            batch_size, num_tokens, self.num_heads, self.head_dim
         )
-        merged = is_plain_linear(self.key_global) and is_plain_linear(self.value_global)
-        if merged:
-            key_weight, value_weight = (
-                p.weight.view(self.num_heads, self.head_dim, hidden_size) for p in (self.key_global, self.value_global)
-            )
-            query_in_hidden = torch.einsum("bghd,hde->bhge", query, key_weight)  # (batch, heads, G, hidden)
-            scores = query_in_hidden.flatten(1, 2) @ hidden_states.transpose(1, 2)  # (batch, heads * G, tokens)
-            scores = scores.view(batch_size, self.num_heads, num_global, num_tokens)
-        else:
-            key = self.key_global(hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
-            scores = torch.einsum("bghd,bnhd->bhgn", query, key)
+        probs, dropped = self.global_probabilities(torch.einsum("bghd,bnhd->bhgn", query, key), masks)
+        value = FAST_PATHS.linear(self.value_global, hidden_states).view(
+            batch_size, num_tokens, self.num_heads, self.head_dim
+        )
+        context = torch.einsum("bhgn,bnhd->bghd", dropped, value)
+        return context.reshape(batch_size, query.shape[1], hidden_size), probs
+
+    def global_queries(self, hidden_states, masks: AttentionMasks) -> torch.Tensor:
+        """The global tokens' scaled queries: (batch, tokens, hidden) -> (batch, G, heads, head_dim)."""
+        index = masks.global_index[..., None].expand(-1, -1, hidden_states.shape[-1])
+        global_states = hidden_states.gather(1, index)  # (batch, G, hidden)
+        query = FAST_PATHS.linear(self.query_global, global_states) * self.head_dim**-0.5
+        return query.view(*global_states.shape[:2], self.num_heads, self.head_dim)
+
+    def global_probabilities(self, scores, masks: AttentionMasks) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, heads, G, tokens) scores -> the probabilities on the keys that are not padding, and the same
+        after dropout."""
         scores = scores + masks.key_bias.masked_fill(masks.is_global, 0.0)[:, None, None, :]
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(hidden_states.dtype)
-        dropped = F.dropout(probs, self.dropout if self.training else 0.0, self.training)
-        if merged:
-            mixed = (dropped.flatten(1, 2) @ hidden_states).view(batch_size, self.num_heads, num_global, hidden_size)
-            context = torch.einsum("bhge,hde->bghd", mixed, value_weight)
-            value_bias = self.value_global.bias.view(self.num_heads, self.head_dim)
-            context = context + dropped.sum(-1).transpose(1, 2)[..., None] * value_bias
-        else:
-            value = self.value_global(hidden_states).view(batch_size, num_tokens, self.num_heads, self.head_dim)
-            context = torch.einsum("bhgn,bnhd->bghd", dropped, value)
-        return context.reshape(batch_size, num_global, hidden_size), probs
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)
+        return probs, F.dropout(probs, self.dropout if self.training else 0.0, self.training)
 
 
 class LongformerResidualOutput(nn.Module):
@@ -552,9 +580,7 @@ class LongformerResidualOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        if self.training and self.dropout.p > 0.0:
-            return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
-        return self.LayerNorm(linear_layer(self.dense, hidden_states, residual=residual))  # the add fused
+        return self.LayerNorm(add_branch(self.dense, hidden_states, residual, self.dropout))
 
 
 class LongformerAttention(nn.Module):
@@ -575,7 +601,7 @@ class LongformerIntermediate(nn.Module):
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return linear_layer(self.dense, hidden_states, activation=self.intermediate_act_fn)
+        return FAST_PATHS.linear(self.dense, hidden_states, activation=self.intermediate_act_fn)
 
 
 class LongformerLayer(GradientCheckpointingLayer):
@@ -589,7 +615,7 @@ class LongformerLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, masks: AttentionMasks, **kwargs) -> torch.Tensor:
         attended = self.attention(hidden_states, masks, **kwargs)
-        return in_row_chunks(self.feed_forward, attended, self.intermediate.dense.out_features)
+        return FAST_PATHS.rows(self.feed_forward, attended, self.intermediate.dense.out_features)
 
     def feed_forward(self, attended: torch.Tensor) -> torch.Tensor:
         return self.output(self.intermediate(attended), attended)
@@ -620,7 +646,7 @@ class LongformerPooler(nn.Module):
 # --- models -----------------------------------------------------------------------------------------------
 
 
-class LongformerPreTrainedModel(PreTrainedModel):
+class LongformerPreTrainedModel(ModelNamesLayout):
     config_class = LongformerConfig
     base_model_prefix = "longformer"
     main_input_name = "input_ids"
@@ -632,11 +658,6 @@ class LongformerPreTrainedModel(PreTrainedModel):
         "attentions": OutputRecorder(LongformerSelfAttention, index=1),
         "global_attentions": OutputRecorder(LongformerSelfAttention, index=2),
     }
-
-    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
-        """Saves under the module names: transformers' default reverts to its pre-5.0 key layout, from which
-        `Trainer` cannot resume (it restores checkpoints with a plain `load_state_dict`). Both layouts load."""
-        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
 
     def _init_weights(self, module):
         super()._init_weights(module)
