@@ -13,11 +13,9 @@ with itself under another setting (save/load, attention backend, fast paths, bat
 where the two must agree.
 """
 
-import contextlib
 import inspect
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -27,7 +25,7 @@ import torch.nn.functional as F
 from conftest import max_abs_diff
 from safetensors.torch import save_file
 
-from hubformers import chunking, cpu_kernels, fused_linear
+from hubformers import chunking, fast_paths
 
 TOL = 1e-5
 
@@ -112,25 +110,9 @@ def assert_same_gradients(expected: dict, got: dict, tol: float = TOL) -> None:
             assert max_abs_diff(e, g) <= tol * scale, f"{name}: max abs diff {max_abs_diff(e, g):.3g}"
 
 
-@contextlib.contextmanager
 def plain_ops():
-    """The C kernels off (`HUBFORMERS_CPU_KERNELS=0`; their getters forget what they compiled) and oneDNN's
-    fused linears off (`torch.backends.mkldnn`) inside the block."""
-    previous = os.environ.get("HUBFORMERS_CPU_KERNELS")
-    os.environ["HUBFORMERS_CPU_KERNELS"] = "0"
-    kernels = (cpu_kernels.window_attention_kernel, cpu_kernels.gelu_backward_kernel)
-    for getter in kernels:
-        getter.cache_clear()
-    try:
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
-    finally:
-        if previous is None:
-            del os.environ["HUBFORMERS_CPU_KERNELS"]
-        else:
-            os.environ["HUBFORMERS_CPU_KERNELS"] = previous
-        for getter in kernels:
-            getter.cache_clear()
+    """The models as plain PyTorch inside the block: the fast paths out of their seam (`fast_paths.disabled`)."""
+    return fast_paths.disabled()
 
 
 def seeded(function, *args, **kwargs):
@@ -513,7 +495,8 @@ class ModelTester:
         assert_close(eager, self.outputs(model, inputs), tol=1e-4)
 
     def test_fast_paths_match_plain_ops(self, model_class):
-        """The C kernels and oneDNN's fused linears give PyTorch's plain ops' outputs and gradients."""
+        """The fast paths (oneDNN's fused linears, the C kernels, chunking, the merged attention steps) give the
+        plain models' outputs and gradients."""
         model = self.build(model_class)
         inputs = self.make_inputs(model_class)
         labels = self.make_labels(model_class, inputs)
@@ -524,10 +507,10 @@ class ModelTester:
             seeded(self.loss, model, inputs, labels).backward()
             return outputs, gradients(model)
 
-        assert fused_linear.runs_fused(torch.zeros(1)) == fused_linear.ONEDNN
+        assert fast_paths.installed()
         fast_outputs, fast_gradients = run()
         with plain_ops():
-            assert not fused_linear.runs_fused(torch.zeros(1)) and cpu_kernels.gelu_backward_kernel() is None
+            assert not fast_paths.installed()
             plain_outputs, plain_gradients = run()
         assert_close(plain_outputs, fast_outputs)
         assert_same_gradients(plain_gradients, fast_gradients)

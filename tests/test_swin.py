@@ -10,7 +10,7 @@ from conftest import max_abs_diff
 from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 import hubformers
-from hubformers import cpu_kernels, fused_linear, modeling_swin
+from hubformers import cpu_kernels, fused_linear, modeling_swin, swin_fast_paths
 
 TOL = 1e-5
 needs_onednn = pytest.mark.skipif(not fused_linear.ONEDNN, reason="oneDNN's fused linear is for x86 CPUs")
@@ -55,12 +55,14 @@ def count_window_attention(monkeypatch, kernel: bool) -> list[str]:
         monkeypatch.setattr(cpu_kernels, "window_attention_kernel", lambda tokens, head_dim: None)
     calls = []
     for name, label in [("FusedWindowAttention", "kernel"), ("WindowAttention", "bmm")]:
-        function = getattr(modeling_swin, name)
+        function = getattr(swin_fast_paths, name)
         monkeypatch.setattr(
             function, "apply", lambda *args, f=function.apply, label=label: calls.append(label) or f(*args)
         )
-    forward = modeling_swin.fused_window_attention
-    monkeypatch.setattr(modeling_swin, "fused_window_attention", lambda *args: calls.append("kernel") or forward(*args))
+    forward = swin_fast_paths.fused_window_attention
+    monkeypatch.setattr(
+        swin_fast_paths, "fused_window_attention", lambda *args: calls.append("kernel") or forward(*args)
+    )
     return calls
 
 
@@ -461,7 +463,7 @@ def test_ignored_labels_match_transformers(tmp_path):
     "pixel_values, message",
     [
         (torch.randn(2, 1, 32, 32), "must have 3 channels"),
-        (torch.randn(2, 3, 1, 32), r"at least one patch \(2x2 pixels\), got 1x32"),
+        (torch.randn(2, 3, 1, 32), r"at least one 2x2 patch \(config.patch_size\), got 1x32"),
         (torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "must be floating point.*torch.uint8"),
         (torch.randn(3, 32, 32), r"shape \(batch, 3, height, width\), got \(3, 32, 32\)"),
     ],
@@ -478,7 +480,7 @@ def test_bad_pixel_values(pixel_values, message):
     [
         (None, r"`pixel_values` must be a tensor of shape \(batch, 3, height, width\), got NoneType"),
         (torch.randn(0, 3, 32, 32), r"at least one image, got shape \(0, 3, 32, 32\)"),
-        (torch.randn(2, 3, 32, 1), r"at least one patch \(2x2 pixels\), got 32x1"),
+        (torch.randn(2, 3, 32, 1), r"at least one 2x2 patch \(config.patch_size\), got 32x1"),
     ],
 )
 def test_bad_images_for_every_head(model_class, pixel_values, message):

@@ -395,8 +395,8 @@ def test_bad_mask_shape():
     [
         (None, r"`pixel_values` must be a tensor of shape \(batch, 3, height, width\), got NoneType", False),
         (torch.randn(0, 3, 32, 32), r"at least one image, got shape \(0, 3, 32, 32\)", False),
-        (torch.randn(2, 3, 4, 32), r"at least one patch \(8x8 pixels\), got 4x32", False),
-        (torch.randn(2, 3, 32, 7), r"at least one patch \(8x8 pixels\), got 32x7", True),
+        (torch.randn(2, 3, 4, 32), r"at least one 8x8 patch \(config.patch_size\), got 4x32", False),
+        (torch.randn(2, 3, 32, 7), r"at least one 8x8 patch \(config.patch_size\), got 32x7", True),
     ],
 )
 def test_bad_images_for_every_head(model_class, pixel_values, message, interpolate):

@@ -2,13 +2,15 @@
 
 Importing the package registers every config, model and processor with transformers' Auto classes, and
 marks them for `save_pretrained` to copy their module files and write `auto_map`, so a saved folder also
-loads with `trust_remote_code=True` where hubformers is not installed.
+loads with `trust_remote_code=True` where hubformers is not installed. It also plugs the CPU fast paths into the
+models' one seam (fast_paths.py; `HUBFORMERS_FAST_PATHS=0` leaves the models plain PyTorch).
 """
 
 import importlib
 
 import transformers
 
+from . import fast_paths
 from .attention_maps import AttentionMaps, attention_maps, attention_rollout
 from .configuration_clip import AUTO_MAP as CLIP_AUTO_MAP
 from .configuration_clip import TEXT_AUTO_MAP as CLIP_TEXT_AUTO_MAP
@@ -54,6 +56,8 @@ from .processing_clip import CLIPCollator, CLIPImageTextProcessor, clip_image_pr
 from .text_to_image import GeneratedImages, generate_image
 
 __version__ = "0.1.0"
+
+fast_paths.install_unless_switched_off()
 
 
 def _register(auto_map: dict[str, str], image_processors: dict[str, type] | None = None) -> None:

@@ -99,7 +99,9 @@ def check_patches(pixel_values: torch.Tensor, patch_size: tuple[int, int]) -> No
         raise ValueError(f"`pixel_values` must hold at least one image, got shape {tuple(pixel_values.shape)}.")
     (height, width), (patch_h, patch_w) = pixel_values.shape[-2:], patch_size
     if height < patch_h or width < patch_w:
-        raise ValueError(f"An image must span at least one patch ({patch_h}x{patch_w} pixels), got {height}x{width}.")
+        raise ValueError(
+            f"An image must span at least one {patch_h}x{patch_w} patch (config.patch_size), got {height}x{width}."
+        )
 
 
 def check_token_mask(attention_mask: torch.Tensor | None, shape: torch.Size) -> None:

@@ -6,7 +6,7 @@ learned temperature, are the logits of a symmetric cross-entropy over the batch 
 Paper: https://arxiv.org/abs/2103.00020.
 
 - The vision tower (Section 2.4) is a ViT with an extra LayerNorm before the encoder, pooled at the class token;
-  it reuses our ViT's attention, MLP and position interpolation.
+  it shares the attention, MLP and position resize with ViT (modeling_common.py).
 - The text tower is a causal Transformer whose state at the end-of-text token (the first `eos_token_id`, so
   tokens added to the vocabulary do not break it) is the text's feature.
 - Under `torch.distributed`, the loss gathers every rank's features with their gradients so the negatives span
@@ -23,20 +23,34 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
 from transformers.core_model_loading import PrefixChange
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .checks import Requirement, check_image_size, check_pixel_values, check_requirements, indices_requirement
+from .checks import (
+    Requirement,
+    check_image_size,
+    check_patches,
+    check_pixel_values,
+    check_requirements,
+    indices_requirement,
+)
 from .configuration_clip import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 from .configuration_vit import to_pair
-from .modeling_vit import ViTMLP, attention_mask_for, interpolate_positions, multi_head_attention
+from .modeling_common import (
+    FeedForward,
+    ModelNamesLayout,
+    attention_mask_for,
+    eager_attention_forward,
+    multi_head_attention,
+    resize_positions,
+)
 
 
 @dataclass
@@ -99,18 +113,6 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def check_image_batch(pixel_values: torch.Tensor, patch_size: tuple[int, int]) -> None:
-    """At least one image, each at least one patch high and wide."""
-    batch_size, _, height, width = pixel_values.shape
-    if batch_size == 0:
-        raise ValueError(f"`pixel_values` must hold at least one image, got shape {tuple(pixel_values.shape)}.")
-    if height < patch_size[0] or width < patch_size[1]:
-        raise ValueError(
-            f"Images must be at least one {patch_size[0]}x{patch_size[1]} patch (config.patch_size), "
-            f"got {height}x{width}."
-        )
-
-
 class CLIPVisionEmbeddings(nn.Module):
     """Class embedding + patch embeddings (a bias-free conv) + learned positions."""
 
@@ -128,7 +130,7 @@ class CLIPVisionEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
         check_pixel_values(pixel_values, self.num_channels)
-        check_image_batch(pixel_values, self.patch_size)
+        check_patches(pixel_values, self.patch_size)
         patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))
         batch_size, _, grid_h, grid_w = patches.shape
         tokens = patches.flatten(2).transpose(1, 2)  # (batch, hidden, grid_h, grid_w) -> (batch, patches, hidden)
@@ -137,7 +139,7 @@ class CLIPVisionEmbeddings(nn.Module):
         positions = self.position_embedding(torch.arange(self.position_embedding.num_embeddings, device=tokens.device))
         positions = positions.unsqueeze(0)  # (1, 1 + patches, hidden)
         if interpolate_pos_encoding:
-            positions = interpolate_positions(positions, self.grid_size, grid_h, grid_w)
+            positions = resize_positions(positions, self.grid_size, grid_h, grid_w)
         else:
             check_image_size(pixel_values, self.image_size)
         return tokens + positions
@@ -156,9 +158,7 @@ class CLIPTextEmbeddings(nn.Module):
 
 
 class CLIPAttention(nn.Module):
-    """Multi-head self-attention; the causal text tower passes its mask in. ViT's `select_attention` picks the
-    backend per call, `ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation)` (transformers looks for
-    that call in a module's source before `set_attn_implementation` may switch backends)."""
+    """Multi-head self-attention (`multi_head_attention`); the causal text tower passes its mask in."""
 
     def __init__(self, config: CLIPTextConfig | CLIPVisionConfig):
         super().__init__()
@@ -179,7 +179,10 @@ class CLIPAttention(nn.Module):
         residual: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return multi_head_attention(self, self.out_proj, hidden_states, attention_mask, None, residual, **kwargs)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        return multi_head_attention(
+            self, attention, self.out_proj, hidden_states, attention_mask, None, residual, **kwargs
+        )
 
 
 class CLIPEncoderLayer(GradientCheckpointingLayer):
@@ -190,7 +193,7 @@ class CLIPEncoderLayer(GradientCheckpointingLayer):
         self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.self_attn = CLIPAttention(config)
         self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = ViTMLP(config)
+        self.mlp = FeedForward(config)
 
     def forward(
         self,
@@ -198,7 +201,6 @@ class CLIPEncoderLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ):
-        # the projections add the residuals as they go (fused_linear.py)
         hidden_states, _ = self.self_attn(self.layer_norm1(hidden_states), attention_mask, hidden_states, **kwargs)
         return self.mlp.add_to(hidden_states, self.layer_norm2)
 
@@ -219,7 +221,7 @@ class CLIPEncoder(nn.Module):
         return hidden_states
 
 
-class CLIPPreTrainedModel(PreTrainedModel):
+class CLIPPreTrainedModel(ModelNamesLayout):
     config_class = CLIPConfig
     base_model_prefix = "clip"
     input_modalities = ("image", "text")
@@ -234,10 +236,6 @@ class CLIPPreTrainedModel(PreTrainedModel):
         "hidden_states": CLIPEncoderLayer,
         "attentions": OutputRecorder(CLIPAttention, index=1),
     }
-
-    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
-        """Saves under the module names (see `ViTPreTrainedModel.save_pretrained`); transformers loads them."""
-        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
 
     def _init_weights(self, module):
         """Linear and embedding weights ~ N(0, initializer_range) (transformers' default), the class embedding

@@ -16,13 +16,9 @@ are computed from the sizes without branching on them, so that a `torch.export` 
 runs at every size of its declared range (named `Dim`s or `Dim.DYNAMIC`). The relative-position bias of a
 block and the shift mask are built once per map size and cached (rebuilt whenever the bias table changes),
 and attention goes through transformers' interface with the bias and mask as one additive mask; a call that
-asks for `output_attentions` runs the eager path, which returns the probabilities. On x86 CPUs, sdpa's work
-goes to a C kernel compiled on first use (cpu_kernels.py),
-which keeps each window and head in cache from the q/k/v projection's output to the attention's, with and
-without gradients; elsewhere on the CPU, training with sdpa runs `WindowAttention`, which differentiates the
-mask without sdpa's math-path fallback. Inference runs each stage over chunks of images, so that activations
-stay in cache (see chunking.py). On x86 CPUs the linears run through oneDNN, the output projection and fc2 adding
-the residual and fc1 applying GELU in the same call (see fused_linear.py). Module names are
+asks for `output_attentions` runs the eager path, which returns the probabilities. The linears, the window
+attention and the stages' chunking go through the hooks of `modeling_common.FAST_PATHS`, where hubformers plugs
+in its CPU fast paths (swin_fast_paths.py). Module names are
 transformers' own, so checkpoints written by transformers' Swin (microsoft/swin-* on the Hub) load as they
 are; a checkpoint with another window size loads with its bias tables resized bicubically.
 """
@@ -33,7 +29,6 @@ from typing import Unpack
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
@@ -51,15 +46,18 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_patches, check_pixel_values, classification_loss
-from .chunking import is_static, map_chunks
 from .configuration_swin import SwinConfig
 from .configuration_vit import to_pair
-from .cpu_kernels import FusedWindowAttention, fused_window_attention, pad_mask, runs_window_attention_kernel
-from .fused_linear import is_plain_linear, linear, linear_layer
-from .modeling_vit import (
-    ViTMLP,
+from .modeling_common import (
+    FAST_PATHS,
+    FeedForward,
+    ModelNamesLayout,
+    add_branch,
     eager_attention_forward,
+    eager_unless,
+    is_static,
     mask_patches,
+    resize_positions,
     simmim_decoder,
     simmim_loss,
 )
@@ -198,12 +196,12 @@ class SwinDropPath(nn.Module):
 
     def __init__(self, drop_prob: float):
         super().__init__()
-        self.drop_prob = drop_prob
+        self.p = drop_prob
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
+        if self.p == 0.0 or not self.training:
             return hidden_states
-        keep_prob = 1.0 - self.drop_prob
+        keep_prob = 1.0 - self.p
         keep = torch.rand((hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1), device=hidden_states.device)
         return hidden_states / keep_prob * torch.floor(keep + keep_prob).to(hidden_states.dtype)
 
@@ -248,11 +246,7 @@ class SwinEmbeddings(nn.Module):
     def positions(self, grid_h: int, grid_w: int, interpolate_pos_encoding: bool) -> torch.Tensor:
         """The absolute position embeddings, resized bicubically to (grid_h, grid_w) when asked."""
         if interpolate_pos_encoding:
-            dim = self.position_embeddings.shape[-1]
-            # (1, H*W, dim) -> (1, dim, H, W): interpolate works on channels-first images
-            grid = self.position_embeddings.reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
-            grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
-            return grid.flatten(2).transpose(1, 2)
+            return resize_positions(self.position_embeddings, self.grid_size, grid_h, grid_w)
         if (grid_h, grid_w) != self.grid_size:
             raise ValueError(
                 f"Absolute position embeddings are for a {self.grid_size} patch grid, got {(grid_h, grid_w)}; "
@@ -290,58 +284,10 @@ class SwinRelativePositionBias(nn.Module):
         return table[index].permute(2, 0, 1).unsqueeze(0)
 
 
-class WindowAttention(torch.autograd.Function):
-    """softmax(q k^T * scale + mask) v over windows, with the gradient of the additive mask, for training on the
-    CPU where the C kernel does not run (cpu_kernels.py): sdpa has no fused kernel there that differentiates an
-    additive mask and falls back to its math path, whose NaN-safe softmax adds three passes over the scores.
-    Takes the (windows, N, 3 * dim) output of the qkv projection and returns (windows, N, dim): one copy puts
-    the heads in the batch dimension of `bmm`, one copy puts the gradients back. The mask, (1 or windows per
-    image, heads, N, N), broadcasts over the images of the batch instead of being repeated. The probabilities
-    are kept for the backward, as the math path keeps them."""
-
-    @staticmethod
-    def forward(ctx, qkv, mask, num_heads, scale):
-        windows, tokens, width = qkv.shape
-        # (windows, N, 3 * dim) -> (3, windows * heads, N, head_dim), the query scaled on the way
-        heads = torch.empty(3, windows, num_heads, tokens, width // (3 * num_heads), dtype=qkv.dtype, device=qkv.device)
-        source = qkv.view(windows, tokens, 3, num_heads, -1).permute(2, 0, 3, 1, 4)
-        torch.mul(source[0], scale, out=heads[0])
-        heads[1:].copy_(source[1:])
-        query, key, value = heads.flatten(1, 2)
-        scores = torch.bmm(query, key.transpose(1, 2))  # (windows * heads, N, N)
-        scores.view(-1, *mask.shape).add_(mask)
-        probs = torch.softmax(scores, dim=-1)
-        ctx.save_for_backward(query, key, value, probs)
-        ctx.scale, ctx.mask_shape = scale, mask.shape
-        # (windows * heads, N, head_dim) -> (windows, N, dim)
-        return torch.bmm(probs, value).view(windows, num_heads, tokens, -1).transpose(1, 2).reshape(windows, tokens, -1)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        query, key, value, probs = ctx.saved_tensors
-        windows, tokens, _ = grad_output.shape
-        num_heads = query.shape[0] // windows
-        grad_output = grad_output.view(windows, tokens, num_heads, -1).transpose(1, 2).reshape(query.shape)
-        grads = torch.empty((3, *query.shape), dtype=query.dtype, device=query.device)
-        torch.bmm(probs.transpose(1, 2), grad_output, out=grads[2])
-        grad_scores = torch._softmax_backward_data(
-            torch.bmm(grad_output, value.transpose(1, 2)), probs, -1, probs.dtype
-        )
-        grad_mask = None
-        if ctx.needs_input_grad[1]:  # summed over the images the mask was broadcast to
-            grad_mask = grad_scores.view(-1, *ctx.mask_shape).sum(0)
-        torch.bmm(grad_scores, key, out=grads[0]).mul_(ctx.scale)
-        torch.bmm(grad_scores.transpose(1, 2), query, out=grads[1])  # the saved query is already scaled
-        # (3, windows * heads, N, head_dim) -> (windows, N, 3 * dim)
-        grad_qkv = grads.view(3, windows, num_heads, tokens, -1).permute(1, 3, 0, 2, 4).reshape(windows, tokens, -1)
-        return grad_qkv, grad_mask, None, None
-
-
 class SwinAttention(nn.Module):
     """Multi-head self-attention inside each window, with the relative position bias and (for shifted windows)
-    the region mask added to the scores. Query, key and value keep transformers' separate projections (its
-    checkpoint layout) and run as one matmul on their concatenated weights. The output projection `o_proj` is
-    the block's to apply, after it un-shifts the windows, so that inference adds the residual in the same call."""
+    the region mask added to the scores. The output projection `o_proj` is the block's to apply, after the
+    windows are un-shifted, so that it can add the residual in the same call."""
 
     def __init__(self, config: SwinConfig, dim: int, num_heads: int):
         super().__init__()
@@ -359,36 +305,22 @@ class SwinAttention(nn.Module):
         self._mask_cache: dict = {}
 
     def additive_mask(
-        self,
-        height: int,
-        width: int,
-        window: int,
-        shift: int,
-        dtype: torch.dtype,
-        for_kernel: bool = False,
-        images: int = 1,
+        self, height: int, width: int, window: int, shift: int, dtype: torch.dtype, images: int = 1
     ) -> torch.Tensor:
         """Bias plus shift mask, (1 or images * num_windows, heads, N, N), for `images` padded (height, width)
-        maps; its rows padded for the C kernel when `for_kernel` (see `pad_mask`). Cached per map size while the
-        bias table is unchanged and needs no gradient."""
+        maps. Cached per map size while the bias table is unchanged and needs no gradient."""
         table = self.relative_position_bias.relative_position_bias_table
         cacheable = is_static(height, width, window, shift, images) and not (
             torch.is_grad_enabled() and table.requires_grad
         )
-        key = (
-            (height, width, window, shift, images, for_kernel, dtype, table.device, table.data_ptr(), table._version)
-            if cacheable
-            else None
-        )
-        if key in self._mask_cache:
+        key = (height, width, window, shift, images, dtype, table.device, table.data_ptr(), table._version)
+        if cacheable and key in self._mask_cache:
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
         if may_shift(shift):
             # on the bias's device: the table's is `meta` while offloading hooks hold its weights elsewhere
             shifted = shifted_window_mask(height, width, window, shift, images, mask.device)
             mask = mask + shifted.to(dtype).unsqueeze(1)
-        if for_kernel:
-            mask = pad_mask(mask)
         if cacheable:
             if any(k[-2:] != key[-2:] for k in self._mask_cache) or len(self._mask_cache) >= 16:
                 self._mask_cache.clear()
@@ -401,98 +333,66 @@ class SwinAttention(nn.Module):
         """(Shifted) window attention over the (batch, H' * W', C) tokens of a map of `map_size` (padded to whole
         windows): the heads' outputs, concatenated, before `o_proj`, un-shifted, in raster order and cropped to
         the map's top-left `crop` (its size before padding); and the attention probabilities when asked for."""
-        batch, _, dim = tokens.shape
-        padded_h, padded_w = map_size
-        order = window_order(padded_h, padded_w, window, shift, tokens.device)
-        # eager for a call that asks for the maps (sdpa never forms them), else the configured backend
-        attention = eager_attention_forward
-        if not kwargs.get("output_attentions", self.config.output_attentions):
-            attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        if self.runs_kernel(attention, tokens, window):
-            # the kernel gathers the shifted windows from the raster map as it reads and writes in place
-            qkv = self.project_qkv(tokens)
-            mask = self.additive_mask(*map_size, window, shift, qkv.dtype, for_kernel=True)
-            if self.needs_grad(qkv):
-                heads = FusedWindowAttention.apply(qkv, mask, self.num_heads, self.scaling, order)
-            else:
-                heads = fused_window_attention(qkv, mask, self.num_heads, self.scaling, order)[0]
-            if crop != map_size:
-                heads = heads.view(batch, padded_h, padded_w, dim)[:, : crop[0], : crop[1]].flatten(1, 2)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        attention = eager_unless(attention, self.config, kwargs)
+        replacement = FAST_PATHS.attention.get("swin_windows")
+        heads = replacement(self, attention, tokens, map_size, crop, window, shift) if replacement else None
+        if heads is not None:
             return heads, None
-        # (batch, H' * W', C) -> shifted windows (batch * num_windows, window^2, C), through all tokens in one
-        # dimension: export guards on a view that splits batch * num_windows off batch (num_windows may be 1)
-        num_windows = batch * (padded_h // window) * (padded_w // window)
-        windows = tokens.index_select(1, order).flatten(0, 1).view(num_windows, window * window, dim)
-        qkv = self.project_qkv(windows)
-        heads, weights = self.attend(attention, qkv, map_size, window, shift, batch, **kwargs)
-        # windows -> un-shifted (batch, H * W, C) without the padding, in one gather
-        order = raster_order(padded_h, padded_w, window, shift, *crop, tokens.device)
-        return heads.flatten(0, 1).view(batch, padded_h * padded_w, dim).index_select(1, order), weights
+        batch = tokens.shape[0]
+        heads, weights = self.attend(
+            attention, self.windows_of(tokens, map_size, window, shift), map_size, window, shift, batch, **kwargs
+        )
+        return self.to_raster(heads, batch, map_size, crop, window, shift), weights
+
+    def windows_of(self, tokens: torch.Tensor, map_size: tuple[int, int], window: int, shift: int) -> torch.Tensor:
+        """(batch, H' * W', C) -> shifted windows (batch * num_windows, window^2, C), through all tokens in one
+        dimension: export guards on a view that splits batch * num_windows off batch (num_windows may be 1)."""
+        batch, _, dim = tokens.shape
+        num_windows = batch * (map_size[0] // window) * (map_size[1] // window)
+        order = window_order(*map_size, window, shift, tokens.device)
+        return tokens.index_select(1, order).flatten(0, 1).view(num_windows, window * window, dim)
+
+    def to_raster(self, heads: torch.Tensor, batch: int, map_size, crop, window: int, shift: int) -> torch.Tensor:
+        """Windows (batch * num_windows, window^2, C) -> un-shifted (batch, crop_h * crop_w, C) without the
+        padding, in one gather."""
+        order = raster_order(*map_size, window, shift, *crop, heads.device)
+        return heads.flatten(0, 1).view(batch, map_size[0] * map_size[1], -1).index_select(1, order)
 
     def attend(
         self,
         attention,
-        qkv: torch.Tensor,
+        windows: torch.Tensor,
         map_size: tuple[int, int],
         window: int,
         shift: int,
         images: int,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(windows, N, dim) outputs of attention on the (windows, N, 3 * dim) projections of `images` maps, by
-        PyTorch's ops."""
-        num_windows, num_tokens, width = qkv.shape
+        """(windows, N, dim) outputs of attention on the (windows, N, dim) tokens of `images` maps' windows."""
+        num_windows, num_tokens, width = windows.shape
+
+        def heads(projection):  # (windows, N, dim) -> (windows, heads, N, head_dim)
+            return (
+                FAST_PATHS.linear(projection, windows).view(num_windows, num_tokens, self.num_heads, -1).transpose(1, 2)
+            )
+
         # one mask per window position, cached, at plain sizes; traced, the whole batch's (see `window_positions`)
         images = 1 if is_static(num_windows) else images
-        mask = self.additive_mask(*map_size, window, shift, qkv.dtype, images=images)
-        if self.needs_grad(qkv) and self.trains_on_cpu_with_sdpa(attention, qkv):
-            return WindowAttention.apply(qkv, mask, self.num_heads, self.scaling), None
-        # (windows, tokens, 3 * dim) -> 3 x (windows, heads, tokens, head_dim)
-        query, key, value = qkv.view(num_windows, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        # repeated for every image (not for one image, as inference chunks run)
+        mask = self.additive_mask(*map_size, window, shift, windows.dtype, images=images)
         if is_static(num_windows) and may_shift(shift) and mask.shape[0] != num_windows:
-            mask = mask.repeat(num_windows // mask.shape[0], 1, 1, 1)
+            mask = mask.repeat(num_windows // mask.shape[0], 1, 1, 1)  # for every image of the batch
         output, weights = attention(
             self,
-            query,
-            key,
-            value,
+            heads(self.q_proj),
+            heads(self.k_proj),
+            heads(self.v_proj),
             mask,
             scaling=self.scaling,
             dropout=self.dropout if self.training else 0.0,
             **kwargs,
         )
-        return output.reshape(num_windows, num_tokens, width // 3), weights
-
-    def needs_grad(self, qkv: torch.Tensor) -> bool:
-        """Whether attention on `qkv` must be differentiable: in the projections or in the bias table."""
-        table = self.relative_position_bias.relative_position_bias_table
-        return torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad)
-
-    def project_qkv(self, windows: torch.Tensor) -> torch.Tensor:
-        """(windows, N, 3 * dim): one matmul on the concatenated weights, or through the modules themselves when
-        one is not a plain `nn.Linear` (`is_plain_linear`: a LoRA adapter, a quantized or an offloaded layer), whose
-        forward the weights would skip."""
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        if not all(is_plain_linear(projection) for projection in projections):
-            return torch.cat([projection(windows) for projection in projections], dim=-1)
-        bias = torch.cat([p.bias for p in projections]) if self.config.qkv_bias else None
-        return linear(windows, torch.cat([p.weight for p in projections]), bias)
-
-    def replaces_sdpa(self, attention) -> bool:
-        """Whether the configured attention is sdpa without dropout, whose work ours may do instead."""
-        return attention is ALL_ATTENTION_FUNCTIONS["sdpa"] and (self.dropout == 0.0 or not self.training)
-
-    def runs_kernel(self, attention, tokens: torch.Tensor, window: int) -> bool:
-        """Whether sdpa's work goes to the C kernel (see cpu_kernels.py)."""
-        table = self.relative_position_bias.relative_position_bias_table
-        return self.replaces_sdpa(attention) and runs_window_attention_kernel(
-            window * window, self.head_dim, tokens, table
-        )
-
-    def trains_on_cpu_with_sdpa(self, attention, qkv: torch.Tensor) -> bool:
-        """Whether sdpa would take its math path because the scores need a gradient (see `WindowAttention`)."""
-        return self.replaces_sdpa(attention) and qkv.device.type == "cpu" and not torch.compiler.is_compiling()
+        return output.reshape(num_windows, num_tokens, width), weights
 
 
 class SwinLayer(GradientCheckpointingLayer):
@@ -505,7 +405,7 @@ class SwinLayer(GradientCheckpointingLayer):
         self.layernorm_before = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.attention = SwinAttention(config, dim, num_heads)
         self.layernorm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.mlp = ViTMLP(config, dim, int(config.mlp_ratio * dim))
+        self.mlp = FeedForward(config, dim, int(config.mlp_ratio * dim))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.drop_path = SwinDropPath(drop_path)
 
@@ -536,13 +436,8 @@ class SwinLayer(GradientCheckpointingLayer):
             normed = F.pad(normed.view(batch, height, width, channels), (0, 0, 0, pad_w, 0, pad_h)).flatten(1, 2)
         map_size = (height + pad_h, width + pad_w)
         heads, weights = self.attention(normed, map_size, input_dimensions, window, shift, **kwargs)
-        if not self.training or (self.dropout.p == 0.0 and self.drop_path.drop_prob == 0.0):
-            # nothing comes between a branch and its sum: the projections add the residuals as they go
-            hidden_states = linear_layer(self.attention.o_proj, heads, residual=hidden_states)
-            return self.mlp.add_to(hidden_states, self.layernorm_after), weights
-        hidden_states = hidden_states + self.drop_path(self.dropout(self.attention.o_proj(heads)))
-        mlp_out = self.dropout(self.mlp(self.layernorm_after(hidden_states)))
-        return hidden_states + self.drop_path(mlp_out), weights
+        hidden_states = add_branch(self.attention.o_proj, heads, hidden_states, self.dropout, self.drop_path)
+        return self.mlp.add_to(hidden_states, self.layernorm_after, self.dropout, self.drop_path), weights
 
 
 class SwinPatchMerging(nn.Module):
@@ -563,13 +458,13 @@ class SwinPatchMerging(nn.Module):
         # (batch, 2h, 2w, C) -> (batch, h * w, 4C), neighbours ordered (0,0), (1,0), (0,1), (1,1)
         merged = feature_map.view(batch, half_h, 2, half_w, 2, channels)
         merged = merged.permute(0, 1, 3, 4, 2, 5).reshape(batch, half_h * half_w, 4 * channels)
-        return linear_layer(self.reduction, self.norm(merged))
+        return FAST_PATHS.linear(self.reduction, self.norm(merged))
 
 
 class SwinStage(GradientCheckpointingLayer):
     """Blocks at one resolution, then patch merging (all stages but the last). Without gradients, the blocks run
-    over chunks of images (`map_chunks`; each image is independent of the others) so that a block's
-    activations stay in cache."""
+    through `FAST_PATHS.slices` (each image is independent of the others), which runs them over chunks of
+    images so that a block's activations stay in cache."""
 
     def __init__(self, config: SwinConfig, index: int, drop_paths: list[float]):
         super().__init__()
@@ -606,7 +501,10 @@ class SwinStage(GradientCheckpointingLayer):
             hidden_states, weights = run_blocks(hidden_states)
         else:
             image_bytes = hidden_states.shape[1] * self.widest * hidden_states.element_size()
-            hidden_states, weights = map_chunks(lambda x: run_blocks(x)[0], (hidden_states,), 0, image_bytes), None
+            hidden_states, weights = (
+                FAST_PATHS.slices(lambda x: run_blocks(x)[0], (hidden_states,), 0, image_bytes),
+                None,
+            )
         before_merging = hidden_states
         if self.downsample is not None:
             hidden_states = self.downsample(hidden_states, input_dimensions)
@@ -628,7 +526,7 @@ def to_feature_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tenso
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
 
 
-class SwinPreTrainedModel(PreTrainedModel):
+class SwinPreTrainedModel(ModelNamesLayout):
     config_class = SwinConfig
     base_model_prefix = "swin"
     main_input_name = "pixel_values"
@@ -647,11 +545,6 @@ class SwinPreTrainedModel(PreTrainedModel):
     }
     # transformers' checkpoints before 5.0 stored the (derived) relative position index
     _keys_to_ignore_on_load_unexpected = [r"relative_position_index"]
-
-    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
-        """Saves under the module names: transformers' default reverts to its pre-5.0 key layout, from which
-        `Trainer` cannot resume (it restores checkpoints with a plain `load_state_dict`). Both layouts load."""
-        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
 
     def _init_weights(self, module):
         super()._init_weights(module)

@@ -8,20 +8,17 @@ head reads the class token (Eq. 4). `ViTForMaskedImageModeling` adds the SimMIM 
 Attention goes through transformers' interface (`attn_implementation` = eager, sdpa, flex_attention);
 a call that asks for `output_attentions` runs the eager path for that call only, so attention maps
 come back whatever the model was loaded with. Module names are transformers' own, so checkpoints written
-by transformers' ViT (google/vit-* on the Hub) load as they are and ours load in transformers. CLIP's vision
-tower (modeling_clip.py) reuses the attention (`multi_head_attention`), the MLP and `interpolate_positions`.
+by transformers' ViT (google/vit-* on the Hub) load as they are and ours load in transformers. The attention,
+MLP, SimMIM and position-resize pieces are shared with the other models (modeling_common.py).
 """
 
 from typing import Unpack
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
-from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
@@ -34,9 +31,18 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_image_size, check_patches, check_pixel_values, check_token_mask, classification_loss
-from .chunking import in_row_chunks
 from .configuration_vit import ViTConfig, to_pair
-from .fused_linear import linear_layer
+from .modeling_common import (
+    FeedForward,
+    ModelNamesLayout,
+    attention_mask_for,
+    eager_attention_forward,
+    mask_patches,
+    multi_head_attention,
+    resize_positions,
+    simmim_decoder,
+    simmim_loss,
+)
 
 
 class ViTPatchEmbeddings(nn.Module):
@@ -55,41 +61,6 @@ class ViTPatchEmbeddings(nn.Module):
         check_patches(pixel_values, self.patch_size)
         pixel_values = pixel_values.to(self.projection.weight.dtype)
         return self.projection(pixel_values)  # (batch, hidden, grid_h, grid_w)
-
-
-def interpolate_positions(
-    positions: torch.Tensor, grid_size: tuple[int, int], grid_h: int, grid_w: int
-) -> torch.Tensor:
-    """Resize the patch part of (1, 1 + H*W, dim) positions (class position first, then the H x W grid row-major)
-    bicubically to (grid_h, grid_w), taken from tensor shapes so that `torch.export` keeps height and width
-    dynamic. The class position is kept as it is."""
-    cls_pos, patch_pos = positions[:, :1], positions[:, 1:]
-    dim = patch_pos.shape[-1]
-    # (1, H*W, dim) -> (1, dim, H, W): interpolate works on channels-first images
-    patch_pos = patch_pos.reshape(1, *grid_size, dim).permute(0, 3, 1, 2)
-    patch_pos = F.interpolate(patch_pos, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
-    return torch.cat([cls_pos, patch_pos.flatten(2).transpose(1, 2)], dim=1)
-
-
-def mask_patches(
-    tokens: torch.Tensor, bool_masked_pos: torch.Tensor | None, mask_token: nn.Parameter | None
-) -> torch.Tensor:
-    """(batch, num_patches, hidden) tokens with `mask_token` in place of those that `bool_masked_pos` (batch,
-    num_patches) marks (SimMIM's masking)."""
-    if bool_masked_pos is None:
-        return tokens
-    if mask_token is None:
-        raise ValueError(
-            "`bool_masked_pos` needs a model with a mask token (the masked-image-modeling head, or a base model "
-            "built with `use_mask_token=True`)."
-        )
-    if bool_masked_pos.shape != tokens.shape[:2]:
-        raise ValueError(
-            f"`bool_masked_pos` must have shape (batch, num_patches) = {tuple(tokens.shape[:2])}, "
-            f"got {tuple(bool_masked_pos.shape)}."
-        )
-    mask = bool_masked_pos.unsqueeze(-1).type_as(tokens)
-    return tokens * (1.0 - mask) + mask_token.expand_as(tokens) * mask
 
 
 class ViTEmbeddings(nn.Module):
@@ -118,105 +89,11 @@ class ViTEmbeddings(nn.Module):
         tokens = mask_patches(tokens, bool_masked_pos, self.mask_token)
         tokens = torch.cat([self.cls_token.expand(batch_size, -1, -1), tokens], dim=1)
         if interpolate_pos_encoding:
-            positions = interpolate_positions(self.position_embeddings, self.grid_size, grid_h, grid_w)
+            positions = resize_positions(self.position_embeddings, self.grid_size, grid_h, grid_w)
         else:
             check_image_size(pixel_values, self.image_size)
             positions = self.position_embeddings
         return self.dropout(tokens + positions)
-
-
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T * scaling + mask) v on (batch, heads, tokens, head_dim); returns the output as
-    (batch, tokens, heads, head_dim), like transformers' other backends, and the attention weights."""
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    output = torch.matmul(F.dropout(weights, p=dropout, training=module.training), value)
-    return output.transpose(1, 2).contiguous(), weights
-
-
-def runs_eager(config, kwargs: dict) -> bool:
-    """Whether this call's attention runs the eager path: configured, or asked for by a call that wants the
-    attention maps (which the fused sdpa/flex kernels never form)."""
-    return config._attn_implementation == "eager" or kwargs.get("output_attentions", config.output_attentions)
-
-
-def select_attention(module: nn.Module, kwargs: dict):
-    """The attention function of this call (`runs_eager`), else the configured backend."""
-    if runs_eager(module.config, kwargs):
-        return eager_attention_forward
-    return ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
-
-
-def attention_mask_for(
-    config, kwargs: dict, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool = False
-):
-    """The (batch, tokens) padding mask (1 = attend), made causal when `causal`, in the form this call's backend
-    takes: for eager an additive (batch, 1, tokens, tokens) float mask (the dtype's minimum where hidden), else
-    transformers' own (a boolean mask for sdpa, a BlockMask for flex, the 2-D mask or None for flash), which may
-    be None where nothing is hidden and the backend's own causal flag serves."""
-    if runs_eager(config, kwargs):
-        if attention_mask is None and not causal:
-            return None
-        num_tokens = embeddings.shape[1]
-        visible = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=embeddings.device)[None, None]
-        if causal:
-            visible = visible.tril()
-        if attention_mask is not None:
-            visible = visible & attention_mask[:, None, None, :].to(device=embeddings.device, dtype=torch.bool)
-        hidden = torch.finfo(embeddings.dtype).min
-        return torch.zeros(visible.shape, dtype=embeddings.dtype, device=embeddings.device).masked_fill(
-            ~visible, hidden
-        )
-    if causal:
-        return create_causal_mask(config=config, inputs_embeds=embeddings, attention_mask=attention_mask, cache=None)
-    return create_bidirectional_mask(config=config, inputs_embeds=embeddings, attention_mask=attention_mask)
-
-
-def multi_head_attention(
-    module: nn.Module,
-    output_projection: nn.Linear,
-    hidden_states: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    num_queries: int | None = None,
-    residual: torch.Tensor | None = None,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Self-attention of an attention module holding `q_proj`, `k_proj`, `v_proj`, `head_dim`, `scaling`,
-    `dropout` and `config`, then `output_projection` (which adds `residual`, when given, in the same call);
-    the output and the weights (None from fused kernels). With `num_queries`, only the first tokens ask (all
-    are keys and values) and only they get an output. One function for the modules of ViT and CLIP, whose
-    output projections have different checkpoint names."""
-    batch_size = hidden_states.shape[0]
-
-    def heads(x):  # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
-        return x.view(batch_size, x.shape[1], -1, module.head_dim).transpose(1, 2)
-
-    query = heads(linear_layer(module.q_proj, hidden_states[:, :num_queries]))
-    key = heads(linear_layer(module.k_proj, hidden_states))
-    value = heads(linear_layer(module.v_proj, hidden_states))
-    output, weights = select_attention(module, kwargs)(
-        module,
-        query,
-        key,
-        value,
-        attention_mask,
-        scaling=module.scaling,
-        dropout=module.dropout if module.training else 0.0,
-        **kwargs,
-    )
-    output = output.reshape(batch_size, query.shape[2], -1)
-    return linear_layer(output_projection, output, residual=residual), weights
 
 
 class ViTAttention(nn.Module):
@@ -241,37 +118,13 @@ class ViTAttention(nn.Module):
         attention_mask: torch.Tensor | None = None,
         num_queries: int | None = None,
         residual: torch.Tensor | None = None,
+        dropout: nn.Module | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return multi_head_attention(self, self.o_proj, hidden_states, attention_mask, num_queries, residual, **kwargs)
-
-
-class ViTMLP(nn.Module):
-    """fc1, activation, fc2, position-wise over chunks of tokens (chunking.py); on x86 CPUs fc1 applies an exact
-    GELU and fc2 adds the residual in the same oneDNN call (fused_linear.py). Sizes default to the config's
-    `hidden_size` and `intermediate_size` (Swin passes its stage's)."""
-
-    def __init__(self, config, dim: int | None = None, hidden: int | None = None):
-        super().__init__()
-        dim, hidden = dim or config.hidden_size, hidden or config.intermediate_size
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = ACT2FN[config.hidden_act]
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return in_row_chunks(self.position_wise, hidden_states, self.fc1.out_features)
-
-    def add_to(self, hidden_states: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-        """hidden_states + MLP(norm(hidden_states)), over chunks of tokens, fc2 adding the residual."""
-
-        def residual_block(chunk: torch.Tensor) -> torch.Tensor:
-            return self.position_wise(norm(chunk), residual=chunk)
-
-        return in_row_chunks(residual_block, hidden_states, self.fc1.out_features)
-
-    def position_wise(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = linear_layer(self.fc1, hidden_states, activation=self.act)
-        return linear_layer(self.fc2, hidden, residual=residual)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        return multi_head_attention(
+            self, attention, self.o_proj, hidden_states, attention_mask, num_queries, residual, dropout, **kwargs
+        )
 
 
 class ViTLayer(GradientCheckpointingLayer):
@@ -283,7 +136,7 @@ class ViTLayer(GradientCheckpointingLayer):
         self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = ViTAttention(config)
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = ViTMLP(config)
+        self.mlp = FeedForward(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
@@ -293,13 +146,10 @@ class ViTLayer(GradientCheckpointingLayer):
         num_queries: int | None = None,
         **kwargs,
     ):
-        normed, residual = self.layernorm_before(hidden_states), hidden_states[:, :num_queries]
-        if not self.training or self.dropout.p == 0.0:  # the projections add the residuals as they go
-            hidden_states, _ = self.attention(normed, attention_mask, num_queries, residual, **kwargs)
-            return self.mlp.add_to(hidden_states, self.layernorm_after)
-        attended, _ = self.attention(normed, attention_mask, num_queries, **kwargs)
-        hidden_states = residual + self.dropout(attended)
-        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        residual = hidden_states[:, :num_queries]
+        normed = self.layernorm_before(hidden_states)
+        hidden_states, _ = self.attention(normed, attention_mask, num_queries, residual, self.dropout, **kwargs)
+        return self.mlp.add_to(hidden_states, self.layernorm_after, self.dropout)
 
 
 class ViTPooler(nn.Module):
@@ -314,7 +164,7 @@ class ViTPooler(nn.Module):
         return self.activation(self.dense(hidden_states[:, 0]))
 
 
-class ViTPreTrainedModel(PreTrainedModel):
+class ViTPreTrainedModel(ModelNamesLayout):
     config_class = ViTConfig
     base_model_prefix = "vit"
     main_input_name = "pixel_values"
@@ -330,11 +180,6 @@ class ViTPreTrainedModel(PreTrainedModel):
         "hidden_states": ViTLayer,
         "attentions": OutputRecorder(ViTAttention, index=1),
     }
-
-    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
-        """Saves under the module names: transformers' default reverts to its pre-5.0 key layout, from which
-        `Trainer` cannot resume (it restores checkpoints with a plain `load_state_dict`). Both layouts load."""
-        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -423,25 +268,6 @@ class ViTForImageClassification(ViTPreTrainedModel):
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-
-
-def simmim_decoder(hidden_size: int, stride: int, num_channels: int) -> nn.Sequential:
-    """SimMIM's one-layer prediction head: a 1x1 conv to stride^2 x channels, then pixel shuffle up by stride."""
-    return nn.Sequential(nn.Conv2d(hidden_size, stride**2 * num_channels, kernel_size=1), nn.PixelShuffle(stride))
-
-
-def simmim_loss(pixel_values, reconstruction, bool_masked_pos, patch_size: tuple[int, int]) -> torch.Tensor:
-    """SimMIM's loss: the L1 error on the pixels of masked patches only, per channel (SimMIM Section 3).
-    `bool_masked_pos` (batch, grid_h * grid_w) over patches of `patch_size` (height, width) pixels."""
-    (patch_h, patch_w), (height, width) = patch_size, pixel_values.shape[-2:]
-    pixel_mask = (
-        bool_masked_pos.reshape(-1, 1, height // patch_h, width // patch_w)
-        .repeat_interleave(patch_h, 2)
-        .repeat_interleave(patch_w, 3)
-        .to(reconstruction.dtype)
-    )
-    l1 = F.l1_loss(pixel_values.to(reconstruction.dtype), reconstruction, reduction="none")
-    return (l1 * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / pixel_values.shape[1]
 
 
 class ViTForMaskedImageModeling(ViTPreTrainedModel):

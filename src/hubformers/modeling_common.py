@@ -1,0 +1,255 @@
+"""What the hubformers models share, in plain PyTorch, and the one seam where speed-only code plugs in.
+
+- Attention through transformers' interface: the eager path, the backend of a call, masks in the form that
+  backend takes, and multi-head self-attention (ViT, CLIP; Vaswani et al., 2017, Section 3.2.2).
+- `FeedForward`, the position-wise feed-forward network (Vaswani et al., Section 3.3), and `add_branch`, a
+  residual branch through a linear layer, with dropout when it is active.
+- SimMIM's mask-token swap, one-layer decoder and masked L1 loss (Xie et al., 2021, Section 3,
+  https://arxiv.org/abs/2111.09886), for ViT and Swin.
+- `resize_positions`: learned position embeddings resized to another patch grid (ViT, Section 3.2).
+- `ModelNamesLayout`: `save_pretrained` under the module names.
+- `FAST_PATHS`: every linear layer, position-wise function and chunkable step of the models goes through one of
+  its hooks. Here they are plain PyTorch; `import hubformers` installs its fast ones (fast_paths.py: oneDNN
+  linears, chunking, the C kernels) unless `HUBFORMERS_FAST_PATHS=0`. A saved folder's remote code holds these
+  plain hooks only, so it loads and gives the same outputs where hubformers is not installed.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+
+
+def plain_linear(layer: nn.Module, x: torch.Tensor, activation: Callable | None = None, residual=None):
+    """`activation(layer(x))` or `residual + layer(x)` (at most one of the two)."""
+    output = layer(x)
+    if activation is not None:
+        output = activation(output)
+    return output if residual is None else residual + output
+
+
+class FastPaths:
+    """The hooks the models call where speed-only code may take over; each gives the plain result.
+
+    - `linear(layer, x, activation=None, residual=None)`: a linear layer, then its activation or a residual add.
+    - `rows(function, hidden_states, width)`: a position-wise function whose widest activation is `width` values
+      per token (the fast one runs it over chunks of tokens).
+    - `slices(function, tensors, dim, slice_bytes)`: a function of independent slices along `dim`.
+    - `attention`: replacements by name for a model's attention step ("swin_windows", "longformer_global"); each
+      returns None for a call it does not serve, and the model runs its own code.
+    """
+
+    def __init__(self):
+        self.linear = plain_linear
+        self.rows = lambda function, hidden_states, width: function(hidden_states)
+        self.slices = lambda function, tensors, dim, slice_bytes: function(*tensors)
+        self.attention: dict[str, Callable] = {}
+
+
+FAST_PATHS = FastPaths()
+
+
+def is_static(*sizes) -> bool:
+    """Whether sizes are plain ints outside a compiler trace: safe to branch on and to use as a cache key."""
+    return not torch.compiler.is_compiling() and all(type(size) is int for size in sizes)
+
+
+def is_active(dropout: nn.Module) -> bool:
+    """Whether a dropout (or drop-path) module changes its input in this call."""
+    return dropout.training and dropout.p > 0.0
+
+
+def add_branch(layer: nn.Module, x: torch.Tensor, residual: torch.Tensor, *dropouts: nn.Module) -> torch.Tensor:
+    """residual + dropouts(layer(x)); with every dropout idle, the add goes to the linear hook (which fuses it)."""
+    if not any(is_active(dropout) for dropout in dropouts):
+        return FAST_PATHS.linear(layer, x, residual=residual)
+    branch = layer(x)
+    for dropout in dropouts:
+        branch = dropout(branch)
+    return residual + branch
+
+
+class FeedForward(nn.Module):
+    """fc1, activation, fc2 on every token on its own. Sizes default to the config's `hidden_size` and
+    `intermediate_size` (Swin passes its stage's)."""
+
+    def __init__(self, config, dim: int | None = None, hidden: int | None = None):
+        super().__init__()
+        dim, hidden = dim or config.hidden_size, hidden or config.intermediate_size
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = FAST_PATHS.linear(self.fc1, hidden_states, activation=self.act)
+        return FAST_PATHS.linear(self.fc2, hidden, residual=residual)
+
+    def add_to(self, hidden_states: torch.Tensor, norm: nn.Module, *dropouts: nn.Module) -> torch.Tensor:
+        """hidden_states + dropouts(MLP(norm(hidden_states))), the pre-norm residual block."""
+        if any(is_active(dropout) for dropout in dropouts):
+            branch = FAST_PATHS.rows(lambda rows: self(norm(rows)), hidden_states, self.fc1.out_features)
+            for dropout in dropouts:
+                branch = dropout(branch)
+            return hidden_states + branch
+        return FAST_PATHS.rows(lambda rows: self(norm(rows), residual=rows), hidden_states, self.fc1.out_features)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T * scaling + mask) v on (batch, heads, tokens, head_dim); returns the output as
+    (batch, tokens, heads, head_dim), like transformers' other backends, and the attention weights."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    output = torch.matmul(F.dropout(weights, p=dropout, training=module.training), value)
+    return output.transpose(1, 2).contiguous(), weights
+
+
+def runs_eager(config, kwargs: dict) -> bool:
+    """Whether this call's attention runs the eager path: configured, or asked for by a call that wants the
+    attention maps (which the fused sdpa/flex kernels never form)."""
+    return config._attn_implementation == "eager" or kwargs.get("output_attentions", config.output_attentions)
+
+
+def eager_unless(attention: Callable, config, kwargs: dict) -> Callable:
+    """`attention`, the configured backend (each attention module looks it up with
+    `ALL_ATTENTION_FUNCTIONS.get_interface`, where transformers' `set_attn_implementation` looks for it), or eager
+    for a call that `runs_eager`."""
+    return eager_attention_forward if runs_eager(config, kwargs) else attention
+
+
+def attention_mask_for(
+    config, kwargs: dict, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool = False
+):
+    """The (batch, tokens) padding mask (1 = attend), made causal when `causal`, in the form this call's backend
+    takes: for eager an additive (batch, 1, tokens, tokens) float mask (the dtype's minimum where hidden), else
+    transformers' own (a boolean mask for sdpa, a BlockMask for flex, the 2-D mask or None for flash), which may
+    be None where nothing is hidden and the backend's own causal flag serves."""
+    if not runs_eager(config, kwargs):
+        if causal:
+            return create_causal_mask(
+                config=config, inputs_embeds=embeddings, attention_mask=attention_mask, cache=None
+            )
+        return create_bidirectional_mask(config=config, inputs_embeds=embeddings, attention_mask=attention_mask)
+    if attention_mask is None and not causal:
+        return None
+    num_tokens, device, dtype = embeddings.shape[1], embeddings.device, embeddings.dtype
+    visible = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=device)[None, None]
+    if causal:
+        visible = visible.tril()
+    if attention_mask is not None:
+        visible = visible & attention_mask[:, None, None, :].to(device=device, dtype=torch.bool)
+    return torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
+
+
+def multi_head_attention(
+    module: nn.Module,
+    attention: Callable,
+    output_projection: nn.Linear,
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    num_queries: int | None = None,
+    residual: torch.Tensor | None = None,
+    dropout: nn.Module | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Self-attention by the `attention` function (transformers' signature) of a module holding `q_proj`, `k_proj`,
+    `v_proj`, `head_dim`, `scaling`, `dropout` and `config`, then `output_projection`; with a `residual`,
+    `residual + dropout(output)` (`add_branch`). Returns the output and the weights (None from fused kernels). With `num_queries`, only the first tokens ask (all are keys and values) and only they get an output.
+    One function for ViT's and CLIP's modules, whose output projections have different checkpoint names."""
+    batch_size = hidden_states.shape[0]
+
+    def heads(x):  # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
+        return x.view(batch_size, x.shape[1], -1, module.head_dim).transpose(1, 2)
+
+    query = heads(FAST_PATHS.linear(module.q_proj, hidden_states[:, :num_queries]))
+    key = heads(FAST_PATHS.linear(module.k_proj, hidden_states))
+    value = heads(FAST_PATHS.linear(module.v_proj, hidden_states))
+    output, weights = eager_unless(attention, module.config, kwargs)(
+        module,
+        query,
+        key,
+        value,
+        attention_mask,
+        scaling=module.scaling,
+        dropout=module.dropout if module.training else 0.0,
+        **kwargs,
+    )
+    output = output.reshape(batch_size, query.shape[2], -1)
+    if residual is None:
+        return FAST_PATHS.linear(output_projection, output), weights
+    return add_branch(output_projection, output, residual, *([dropout] if dropout is not None else [])), weights
+
+
+def resize_positions(positions: torch.Tensor, grid_size: tuple[int, int], grid_h: int, grid_w: int) -> torch.Tensor:
+    """(1, extra + H*W, dim) position embeddings (`extra` leading ones, such as a class token's, kept as they are,
+    then the H x W grid row-major) with the grid resized bicubically to (grid_h, grid_w). The sizes come from
+    tensor shapes, so that `torch.export` keeps height and width dynamic."""
+    num_extra = positions.shape[1] - grid_size[0] * grid_size[1]
+    extra, grid = positions[:, :num_extra], positions[:, num_extra:]
+    # (1, H*W, dim) -> (1, dim, H, W): interpolate works on channels-first images
+    grid = grid.reshape(1, *grid_size, grid.shape[-1]).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+    return torch.cat([extra, grid.flatten(2).transpose(1, 2)], dim=1)
+
+
+def mask_patches(
+    tokens: torch.Tensor, bool_masked_pos: torch.Tensor | None, mask_token: nn.Parameter | None
+) -> torch.Tensor:
+    """(batch, num_patches, hidden) tokens with `mask_token` in place of those that `bool_masked_pos` (batch,
+    num_patches) marks (SimMIM's masking)."""
+    if bool_masked_pos is None:
+        return tokens
+    if mask_token is None:
+        raise ValueError(
+            "`bool_masked_pos` needs a model with a mask token (the masked-image-modeling head, or a base model "
+            "built with `use_mask_token=True`)."
+        )
+    if bool_masked_pos.shape != tokens.shape[:2]:
+        raise ValueError(
+            f"`bool_masked_pos` must have shape (batch, num_patches) = {tuple(tokens.shape[:2])}, "
+            f"got {tuple(bool_masked_pos.shape)}."
+        )
+    mask = bool_masked_pos.unsqueeze(-1).type_as(tokens)
+    return tokens * (1.0 - mask) + mask_token.expand_as(tokens) * mask
+
+
+def simmim_decoder(hidden_size: int, stride: int, num_channels: int) -> nn.Sequential:
+    """SimMIM's one-layer prediction head: a 1x1 conv to stride^2 x channels, then pixel shuffle up by stride."""
+    return nn.Sequential(nn.Conv2d(hidden_size, stride**2 * num_channels, kernel_size=1), nn.PixelShuffle(stride))
+
+
+def simmim_loss(pixel_values, reconstruction, bool_masked_pos, patch_size: tuple[int, int]) -> torch.Tensor:
+    """SimMIM's loss: the L1 error on the pixels of masked patches only, per channel (SimMIM Section 3).
+    `bool_masked_pos` (batch, grid_h * grid_w) over patches of `patch_size` (height, width) pixels."""
+    (patch_h, patch_w), (height, width) = patch_size, pixel_values.shape[-2:]
+    pixel_mask = (
+        bool_masked_pos.reshape(-1, 1, height // patch_h, width // patch_w)
+        .repeat_interleave(patch_h, 2)
+        .repeat_interleave(patch_w, 3)
+        .to(reconstruction.dtype)
+    )
+    l1 = F.l1_loss(pixel_values.to(reconstruction.dtype), reconstruction, reduction="none")
+    return (l1 * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / pixel_values.shape[1]
+
+
+class ModelNamesLayout(PreTrainedModel):
+    """`save_pretrained` under the module names by default: transformers' default reverts to its pre-5.0 key
+    layout, from which `Trainer` cannot resume (it restores checkpoints with a plain `load_state_dict`). Both
+    layouts load; `save_original_format=True` writes transformers'."""
+
+    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
+        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
