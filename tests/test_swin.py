@@ -10,7 +10,7 @@ from conftest import max_abs_diff
 from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 import hubformers
-from hubformers import cpu_kernels, fused_linear, modeling_swin, swin_fast_paths
+from hubformers import cpu_kernels, fused_linear, swin_fast_paths
 
 TOL = 1e-5
 needs_onednn = pytest.mark.skipif(not fused_linear.ONEDNN, reason="oneDNN's fused linear is for x86 CPUs")
