@@ -13,6 +13,7 @@ from transformers.utils import TransformersKwargs
 from typing_extensions import Unpack
 
 import hubformers
+from hubformers.modeling_common import FAST_PATHS
 from hubformers.modeling_longformer import AttentionMasks
 
 TOL = 1e-5
@@ -352,6 +353,55 @@ def test_transformers_checkpoints_load_without_unused_or_missing_weights(tmp_pat
     ours.save_pretrained(tmp_path / "ours")
     _, info = transformers.LongformerForMaskedLM.from_pretrained(tmp_path / "ours", output_loading_info=True)
     assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"])
+
+
+# --- fast paths: longformer_fast_paths' replacements give the plain model's results ----------------------
+
+
+def outputs_and_gradients(model, batch_inputs, grad: bool) -> list[torch.Tensor]:
+    """The logits and, with `grad`, the loss's gradient on every parameter that gets one."""
+    model.zero_grad()
+    with torch.set_grad_enabled(grad):
+        output = model(**batch_inputs, labels=batch_inputs["input_ids"])
+    if not grad:
+        return [output.logits]
+    output.loss.backward()
+    return [output.logits] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def recording(replacement, name: str, served: set):
+    """`replacement`, adding `name` to `served` for each call it serves."""
+
+    def call(*args):
+        result = replacement(*args)
+        if result is not None:
+            served.add(name)
+        return result
+
+    return call
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "with gradients"])
+def test_fast_replacements_give_the_plain_outputs(grad):
+    """The fast paths installed (the global attention on the hidden states once; without gradients, the window
+    merged with the global keys by log-sum-exp) give the outputs and gradients of the plain hooks."""
+    model = hubformers.LongformerForMaskedLM(hubformers.LongformerConfig(**TINY_LONGFORMER)).eval()
+    with torch.no_grad():  # biases start at zero, which would hide a wrong bias term
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(std=0.5)
+    batch_inputs = inputs(2, 21, 4, (0, 5))
+    served = set()
+    with hubformers.fast_paths.disabled():  # which puts back the hooks from before it when the block ends
+        plain = outputs_and_gradients(model, batch_inputs, grad)
+        hubformers.fast_paths.install()
+        for name, replacement in list(FAST_PATHS.attention.items()):
+            FAST_PATHS.attention[name] = recording(replacement, name, served)
+        fast = outputs_and_gradients(model, batch_inputs, grad)
+    assert served == ({"longformer_global"} if grad else {"longformer_global", "longformer_band"})
+    assert len(fast) == len(plain) > (10 if grad else 0)
+    for f, p in zip(fast, plain):
+        assert max_abs_diff(f, p) <= TOL
 
 
 # --- adapters, hooks and offloading: the fast paths run the modules' own forwards -------------------------
