@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import transformers
 
 from hubformers.configuration_swin import SwinConfig
-from hubformers.configuration_vit import to_pair
+from hubformers.configuration_utils import to_pair
 from hubformers.scripts.benchmark import (
     Contender,
     Workload,

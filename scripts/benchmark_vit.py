@@ -14,7 +14,8 @@ import torch.nn.functional as F
 import transformers
 from torch import nn
 
-from hubformers.configuration_vit import ViTConfig, to_pair
+from hubformers.configuration_utils import to_pair
+from hubformers.configuration_vit import ViTConfig
 from hubformers.scripts.benchmark import (
     Contender,
     Workload,

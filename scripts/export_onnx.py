@@ -81,7 +81,7 @@ def load_model(folder: Path) -> nn.Module:
 
 def image_batch(config, batch: int, grow: int = 0) -> torch.Tensor:
     """Random images at the config's size, each side `grow` pixels larger (or smaller, when negative)."""
-    height, width = hubformers.configuration_vit.to_pair(config.image_size)
+    height, width = hubformers.configuration_utils.to_pair(config.image_size)
     return torch.randn(batch, config.num_channels, height + grow, width + grow)
 
 

@@ -16,7 +16,7 @@ from transformers.activations import ACT2FN
 from transformers.image_utils import PILImageResampling
 
 from hubformers import ViTImageProcessor
-from hubformers.configuration_vit import to_pair
+from hubformers.configuration_utils import to_pair
 from hubformers.scripts.checkpoints import folder_weights, read_checkpoint
 from hubformers.scripts.conversion import build_with_weights, check_float32_on_cpu, verify_and_save
 

@@ -40,7 +40,7 @@ from hubformers.attention_maps import (
     stage_query,
     swin_layouts_for,
 )
-from hubformers.configuration_vit import to_pair
+from hubformers.configuration_utils import to_pair
 
 LAYERS_PER_ROW = 6  # layer panels per row of the picture when heads are averaged
 

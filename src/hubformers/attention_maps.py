@@ -40,7 +40,7 @@ from torch import nn
 from transformers.backbone_utils import BackboneMixin
 
 from .checks import require_probability
-from .configuration_vit import to_pair
+from .configuration_utils import to_pair
 from .modeling_swin import window_order
 
 _FUSE_HEADS = {

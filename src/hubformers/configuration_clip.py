@@ -23,8 +23,7 @@ from .checks import (
     require_size,
     require_token_id,
 )
-from .configuration_utils import HubformersConfig
-from .configuration_vit import to_pair
+from .configuration_utils import HubformersConfig, to_pair
 
 # What each Auto class loads from a saved folder of each config (see configuration_vit.AUTO_MAP).
 AUTO_MAP = {

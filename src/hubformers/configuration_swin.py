@@ -12,8 +12,7 @@ from transformers import SwinConfig as TransformersSwinConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
 from .checks import require_activation, require_divisible, require_positive, require_probability, require_size
-from .configuration_utils import HubformersConfig
-from .configuration_vit import to_pair
+from .configuration_utils import HubformersConfig, to_pair
 
 # What each Auto class loads from a saved folder, under `trust_remote_code=True` where hubformers is not
 # installed; `import hubformers` registers the same classes with transformers' Auto classes.

@@ -82,6 +82,11 @@ FROM_DICT_KEYWORDS = frozenset(
 LINKED_KEYS = {"out_features": "out_indices", "out_indices": "out_features"}
 
 
+def to_pair(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    """An image or patch size as (height, width)."""
+    return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+
+
 def as_dict(config: PreTrainedConfig | dict | None) -> dict:
     """A sub-config as the dict it can be built from (None: all defaults)."""
     return config.to_dict() if isinstance(config, PreTrainedConfig) else dict(config or {})

@@ -8,7 +8,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import ViTConfig as TransformersViTConfig
 
 from .checks import require_activation, require_divisible, require_positive, require_probability, require_size
-from .configuration_utils import HubformersConfig
+from .configuration_utils import HubformersConfig, to_pair
 
 # What each Auto class loads from a saved folder, under `trust_remote_code=True` where hubformers is not
 # installed; `import hubformers` registers the same classes with transformers' Auto classes.
@@ -18,10 +18,6 @@ AUTO_MAP = {
     "AutoModelForImageClassification": "modeling_vit.ViTForImageClassification",
     "AutoModelForMaskedImageModeling": "modeling_vit.ViTForMaskedImageModeling",
 }
-
-
-def to_pair(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
-    return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
 
 
 @strict(accept_kwargs=True)

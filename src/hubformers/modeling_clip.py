@@ -42,7 +42,7 @@ from .checks import (
     indices_requirement,
 )
 from .configuration_clip import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
-from .configuration_vit import to_pair
+from .configuration_utils import to_pair
 from .modeling_common import (
     FeedForward,
     ModelNamesLayout,

@@ -47,7 +47,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_patches, check_pixel_values, classification_loss
 from .configuration_swin import SwinConfig
-from .configuration_vit import to_pair
+from .configuration_utils import to_pair
 from .modeling_common import (
     FAST_PATHS,
     FeedForward,

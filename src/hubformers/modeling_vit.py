@@ -31,7 +31,8 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checks import check_image_size, check_patches, check_pixel_values, check_token_mask, classification_loss
-from .configuration_vit import ViTConfig, to_pair
+from .configuration_utils import to_pair
+from .configuration_vit import ViTConfig
 from .modeling_common import (
     FeedForward,
     ModelNamesLayout,
