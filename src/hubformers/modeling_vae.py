@@ -32,6 +32,9 @@ from .configuration_vae import VAEConfig
 from .modeling_common import ModelNamesLayout, eager_attention_forward
 
 LOGVAR_RANGE = (-30.0, 20.0)  # diffusers' clamp on the posterior log-variance
+LOG_2PI = math.log(2 * math.pi)
+
+Step = tuple[Callable[[torch.Tensor], torch.Tensor], list[nn.Module]]  # a step of a coder and the modules it runs
 
 
 def require_count(name: str, value, minimum: int = 1) -> None:
@@ -39,12 +42,15 @@ def require_count(name: str, value, minimum: int = 1) -> None:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
 
 
-def batch_slices(batch: torch.Tensor, slice_size: int | None) -> tuple[torch.Tensor, ...]:
-    """`batch` in runs of `slice_size` items along dim 0, or whole when `slice_size` is None."""
+def in_slices(
+    function: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, slice_size: int | None
+) -> torch.Tensor:
+    """`function(batch)` run on `slice_size` items of dim 0 at a time (whole when None), the outputs concatenated:
+    the activations of one slice at a time are alive."""
     if slice_size is None:
-        return (batch,)
+        return function(batch)
     require_count("slice_size", slice_size)
-    return batch.split(slice_size)
+    return torch.cat([function(chunk) for chunk in batch.split(slice_size)])
 
 
 class DiagonalGaussian:
@@ -252,11 +258,34 @@ def run_tiled_stage(
         return run_tiled(partial(coder.stage, index), x, tile, halo, statistics)
 
 
+def tiled_steps(
+    coder: nn.Module, statistics: TileStatistics, tile_sizes: list[int], tile_overlap: int | None
+) -> list[Step]:
+    """`coder`'s stages, each run tile by tile (`tile_sizes` in each stage's input pixels) sharing whole-image
+    GroupNorm statistics; the halo is each stage's receptive radius unless `tile_overlap` overrides it."""
+    return [
+        (
+            partial(run_tiled_stage, coder, index, tile, coder.stage_halo(index, tile_overlap), statistics),
+            coder.stage_modules(index),
+        )
+        for index, tile in enumerate(tile_sizes)
+    ]
+
+
+def tiling_arguments(config: VAEConfig, tile_size: int | None, tile_overlap: int | None) -> tuple[int, int | None]:
+    """The tile size and overlap of a tiled call: the arguments, or else the config's."""
+    if config.architecture != "conv":
+        raise ValueError(f"Tiling needs architecture='conv', got {config.architecture!r}.")
+    tile_size = config.tile_size if tile_size is None else tile_size
+    tile_overlap = config.tile_overlap if tile_overlap is None else tile_overlap
+    require_count("tile_size", tile_size)
+    if tile_overlap is not None:
+        require_count("tile_overlap", tile_overlap, minimum=0)
+    return tile_size, tile_overlap
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Half precision: float32 where float16 overflows
-
-
-Step = tuple[Callable[[torch.Tensor], torch.Tensor], list[nn.Module]]  # a step of a coder and the modules it runs
 
 
 class WithWeights(nn.Module):
@@ -513,6 +542,13 @@ class ConvEncoder(nn.Module):
         stages = [layer for index in range(len(self.down_blocks)) for layer in self.stage_modules(index)]
         return run_steps([*layer_steps(stages), *self.head_steps()], pixel_values)
 
+    def tiled(self, pixel_values: torch.Tensor, tile: int, overlap: int | None) -> torch.Tensor:
+        """`forward` with the stages run tile by tile, `tile` latent pixels wide: stage `index` halves its input
+        `len(down_blocks) - 1 - index` more times before the latents, so its tiles are that many doublings wider."""
+        factor = 2 ** (len(self.down_blocks) - 1)
+        sizes = [tile * factor // 2**index for index in range(len(self.down_blocks))]
+        return run_steps([*tiled_steps(self, TileStatistics(), sizes, overlap), *self.head_steps()], pixel_values)
+
 
 class ConvDecoder(nn.Module):
     """conv_in, the mid block, one block per entry of `block_out_channels` in reverse (doubling the size but the
@@ -576,6 +612,157 @@ class ConvDecoder(nn.Module):
         output = (self.out, [self.conv_norm_out, self.conv_out])
         return run_steps([*self.head_steps(), *layer_steps(stages), output], latents)
 
+    def tiled(self, latents: torch.Tensor, tile: int, overlap: int | None) -> torch.Tensor:
+        """`forward` with the stages run tile by tile, `tile` latent pixels wide: stages 0 and 1 take the latent
+        resolution (stage 1 starts with the first up-sampling), each later one twice its predecessor's."""
+        sizes = [tile * 2 ** max(index - 1, 0) for index in range(len(self.up_blocks))]
+        return run_steps([*self.head_steps(), *tiled_steps(self, TileStatistics(), sizes, overlap)], latents)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Input checks
+
+
+def check_images(config: VAEConfig, pixel_values: torch.Tensor) -> None:
+    """Images the encoder takes: floating point with the config's channels, at least one, the MLP's fixed size or
+    the conv model's multiple of its down-sampling factor, pixels inside the likelihood's range."""
+    check_pixel_values(pixel_values, config.num_channels)
+    if pixel_values.numel() == 0:
+        raise ValueError(f"`pixel_values` must hold at least one image, got shape {tuple(pixel_values.shape)}.")
+    height, width = pixel_values.shape[-2:]
+    if config.architecture == "mlp" and (height, width) != (config.image_size, config.image_size):
+        raise ValueError(
+            f"The MLP VAE takes {config.image_size}x{config.image_size} images (config.image_size), "
+            f"got {height}x{width}."
+        )
+    factor = config.downsampling_factor
+    if config.architecture == "conv" and (height % factor or width % factor):
+        raise ValueError(
+            f"Image height and width must be divisible by the down-sampling factor {factor} "
+            f"(2 ** (len(block_out_channels) - 1)), got {height}x{width}."
+        )
+    if not torch.compiler.is_compiling():  # a branch on the values would break a compiled or exported graph
+        check_image_range(config, pixel_values)
+
+
+def check_image_range(config: VAEConfig, pixel_values: torch.Tensor) -> None:
+    """Pixels inside the likelihood's range (see `check_requirements`)."""
+    low, high = config.pixel_range
+    lowest, highest = torch.aminmax(pixel_values)
+    message = (
+        f"The {config.likelihood} likelihood needs pixel values in [{low:g}, {high:g}] (the VAEImageProcessor "
+        "maps images to this range)"
+    )
+    inside = (lowest >= low - 1e-4) & (highest <= high + 1e-4)
+    check_requirements(Requirement(inside, message, lambda: f"values from {lowest:g} to {highest:g}"))
+
+
+def latent_shape_for(config: VAEConfig, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
+    """Shape of one image's latent: (latent_size,) for the MLP, (channels, h, w) for the conv model."""
+    if config.architecture == "mlp":
+        return (config.latent_size,)
+    factor = config.downsampling_factor
+    return (
+        config.latent_channels,
+        (height or config.image_size) // factor,
+        (width or height or config.image_size) // factor,
+    )
+
+
+def check_latent_shape(expected: tuple[int, ...], latents: torch.Tensor) -> None:
+    """A batch of latents of one image's `expected` shape: its rank and channels (the size may differ)."""
+    if latents.ndim != len(expected) + 1 or latents.shape[1] != expected[0]:
+        names = "(batch, latent_size)" if len(expected) == 1 else "(batch, latent_channels, height, width)"
+        raise ValueError(f"`latents` must have shape {names} with {expected[0]} at dim 1, got {tuple(latents.shape)}.")
+    if latents.numel() == 0:
+        raise ValueError(f"`latents` must hold at least one latent, got shape {tuple(latents.shape)}.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Likelihoods: p(x|z), the prior and the importance-weighted bound
+
+
+def log_normal(standardized: torch.Tensor, logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """log N(x; mu, exp(logvar)) of every element, from its standardized value (x - mu) / std."""
+    return -0.5 * (standardized.square() + logvar + LOG_2PI)
+
+
+def likelihood_mean(config: VAEConfig, decoder_output: torch.Tensor) -> torch.Tensor:
+    """E[x|z]: the Bernoulli probabilities, or the Gaussian mean."""
+    return torch.sigmoid(decoder_output) if config.likelihood == "bernoulli" else decoder_output
+
+
+def likelihood_nll(config: VAEConfig, pixel_values: torch.Tensor, decoder_output: torch.Tensor) -> torch.Tensor:
+    """-log p(x|z) in nats, summed over pixels: shape (batch,). Bernoulli on logits (Appendix C.1), or Gaussian
+    of the config's fixed std around the decoder's mean."""
+    if config.likelihood == "bernoulli":
+        nll = F.binary_cross_entropy_with_logits(
+            decoder_output, pixel_values.to(decoder_output.dtype), reduction="none"
+        )
+    else:
+        std = config.gaussian_std
+        nll = -log_normal((pixel_values - decoder_output) / std, 2 * math.log(std))
+    return nll.flatten(1).sum(1)
+
+
+def sample_counts(num_samples: int, chunk_size: int) -> list[int]:
+    """`num_samples` draws in runs of `chunk_size` and the remainder."""
+    return [chunk_size] * (num_samples // chunk_size) + ([num_samples % chunk_size] if num_samples % chunk_size else [])
+
+
+def log_importance_weights(
+    nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    pixel_values: torch.Tensor,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """log p(x|z) + log p(z) - log q(z|x) at z = mean + std * noise, noise (draws, batch, *latent): (draws, batch).
+    `nll(images, latents)` is -log p(x|z) of a flat batch (see `likelihood_nll`)."""
+    draws, batch = noise.shape[:2]
+    latents = mean + torch.exp(0.5 * logvar) * noise  # (draws, batch, *latent)
+    # (draws, batch, ...) -> (draws * batch, ...): the decoder takes one flat batch, each image once per draw
+    targets = pixel_values.expand(draws, *pixel_values.shape).flatten(0, 1)
+    log_p_x_given_z = -nll(targets, latents.flatten(0, 1)).view(draws, batch)
+    log_p_z = log_normal(latents).flatten(2).sum(-1)
+    log_q_z = log_normal(noise, logvar).flatten(2).sum(-1)  # under q(z|x), z's standardized value is the noise
+    return log_p_x_given_z + log_p_z - log_q_z
+
+
+# ----------------------------------------------------------------------------------------------------------
+# diffusers' AutoencoderKL API, which its pipelines call
+
+
+class DiffusersSwitches:
+    """diffusers' `enable_tiling` / `enable_slicing` switches: they set the defaults of a call's `tiled` and
+    `slice_size` (off; slicing runs one image at a time)."""
+
+    def enable_tiling(self, use_tiling: bool = True) -> None:
+        self.tile_settings(None, None)  # refuses the MLP
+        self.use_tiling = use_tiling
+
+    def disable_tiling(self) -> None:
+        self.use_tiling = False
+
+    def enable_slicing(self) -> None:
+        self.use_slicing = True
+
+    def disable_slicing(self) -> None:
+        self.use_slicing = False
+
+    def call_settings(self, tiled: bool | None, slice_size: int | None) -> tuple[bool, int | None]:
+        """`tiled` and `slice_size` of a call, or else what enable_tiling / enable_slicing set (one image at a time)."""
+        tiled = self.use_tiling if tiled is None else tiled
+        return tiled, 1 if slice_size is None and self.use_slicing else slice_size
+
+
+def decoded_return(images: torch.Tensor, return_dict: bool | None) -> torch.Tensor | VAEDecoderOutput | tuple:
+    """`decode`'s return: the images, or as diffusers' `AutoencoderKL.decode` returns them, a `VAEDecoderOutput`
+    (`return_dict=True`) or a one-tuple (`return_dict=False`)."""
+    if return_dict is None:
+        return images
+    return VAEDecoderOutput(sample=images) if return_dict else (images,)
+
 
 # ----------------------------------------------------------------------------------------------------------
 # The model
@@ -606,7 +793,7 @@ class VAEPreTrainedModel(ModelNamesLayout):
             super()._init_weights(module)
 
 
-class VAEModel(VAEPreTrainedModel):
+class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
     """Encoder -> (mean, log-variance) -> reparameterised z -> decoder; `forward` returns the negative ELBO.
 
     Pixel values lie in [0, 1] for the Bernoulli likelihood and in [-1, 1] (diffusers' range) for the Gaussian.
@@ -627,87 +814,26 @@ class VAEModel(VAEPreTrainedModel):
         self.use_tiling, self.use_slicing = False, False  # the defaults of encode/decode, as in diffusers
         self.post_init()
 
-    # -- checks ------------------------------------------------------------------------------------------
+    # -- checks and settings (module functions above) -----------------------------------------------------
 
     def check_pixel_values(self, pixel_values: torch.Tensor) -> None:
-        config = self.config
-        check_pixel_values(pixel_values, config.num_channels)
-        if pixel_values.numel() == 0:
-            raise ValueError(f"`pixel_values` must hold at least one image, got shape {tuple(pixel_values.shape)}.")
-        height, width = pixel_values.shape[-2:]
-        if config.architecture == "mlp" and (height, width) != (config.image_size, config.image_size):
-            raise ValueError(
-                f"The MLP VAE takes {config.image_size}x{config.image_size} images (config.image_size), "
-                f"got {height}x{width}."
-            )
-        factor = config.downsampling_factor
-        if config.architecture == "conv" and (height % factor or width % factor):
-            raise ValueError(
-                f"Image height and width must be divisible by the down-sampling factor {factor} "
-                f"(2 ** (len(block_out_channels) - 1)), got {height}x{width}."
-            )
-        if not torch.compiler.is_compiling():  # a branch on the values would break a compiled or exported graph
-            self.check_pixel_range(pixel_values)
+        check_images(self.config, pixel_values)
 
     def check_pixel_range(self, pixel_values: torch.Tensor) -> None:
-        """Pixels inside the likelihood's range (see `check_requirements`)."""
-        config = self.config
-        low, high = config.pixel_range
-        lowest, highest = torch.aminmax(pixel_values)
-        message = (
-            f"The {config.likelihood} likelihood needs pixel values in [{low:g}, {high:g}] (the VAEImageProcessor "
-            "maps images to this range)"
-        )
-        inside = (lowest >= low - 1e-4) & (highest <= high + 1e-4)
-        check_requirements(Requirement(inside, message, lambda: f"values from {lowest:g} to {highest:g}"))
+        check_image_range(self.config, pixel_values)
 
     def latent_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
-        """Shape of one image's latent: (latent_size,) for the MLP, (channels, h, w) for the conv model."""
-        config = self.config
-        if config.architecture == "mlp":
-            return (config.latent_size,)
-        factor = config.downsampling_factor
-        return (
-            config.latent_channels,
-            (height or config.image_size) // factor,
-            (width or height or config.image_size) // factor,
-        )
+        return latent_shape_for(self.config, height, width)
 
     def check_latents(self, latents: torch.Tensor) -> None:
-        expected = self.latent_shape()
-        if latents.ndim != len(expected) + 1 or latents.shape[1] != expected[0]:
-            names = "(batch, latent_size)" if len(expected) == 1 else "(batch, latent_channels, height, width)"
-            raise ValueError(
-                f"`latents` must have shape {names} with {expected[0]} at dim 1, got {tuple(latents.shape)}."
-            )
-        if latents.numel() == 0:
-            raise ValueError(f"`latents` must hold at least one latent, got shape {tuple(latents.shape)}.")
-
-    # -- encoder and decoder -----------------------------------------------------------------------------
-
-    def tiled_steps(
-        self, coder: nn.Module, statistics: TileStatistics, tile_sizes: list[int], tile_overlap: int | None
-    ) -> list[Step]:
-        """`coder`'s stages, each run tile by tile (`tile_sizes` in each stage's input pixels) sharing whole-image
-        GroupNorm statistics; the halo is each stage's receptive radius unless `tile_overlap` overrides it."""
-        return [
-            (
-                partial(run_tiled_stage, coder, index, tile, coder.stage_halo(index, tile_overlap), statistics),
-                coder.stage_modules(index),
-            )
-            for index, tile in enumerate(tile_sizes)
-        ]
+        check_latent_shape(self.latent_shape(), latents)
 
     def tile_settings(self, tile_size: int | None, tile_overlap: int | None) -> tuple[int, int | None]:
-        """The tile size and overlap of a tiled call: the arguments, or else the config's."""
-        if self.config.architecture != "conv":
-            raise ValueError(f"Tiling needs architecture='conv', got {self.config.architecture!r}.")
-        tile_size = self.config.tile_size if tile_size is None else tile_size
-        tile_overlap = self.config.tile_overlap if tile_overlap is None else tile_overlap
-        require_count("tile_size", tile_size)
-        if tile_overlap is not None:
-            require_count("tile_overlap", tile_overlap, minimum=0)
-        return tile_size, tile_overlap
+        return tiling_arguments(self.config, tile_size, tile_overlap)
+
+    tiled_steps = staticmethod(tiled_steps)
+
+    # -- encoder, decoder and likelihood --------------------------------------------------------------------
 
     def moments(
         self, pixel_values: torch.Tensor, tiled: bool = False, tile_size=None, tile_overlap=None
@@ -715,10 +841,8 @@ class VAEModel(VAEPreTrainedModel):
         """The encoder's output: mean and log-variance stacked along dim 1."""
         pixel_values = pixel_values.to(self.dtype)
         if tiled:
-            (tile, overlap), factor = self.tile_settings(tile_size, tile_overlap), self.config.downsampling_factor
-            sizes = [tile * factor // 2**index for index in range(len(self.encoder.down_blocks))]  # stage inputs
-            stages = self.tiled_steps(self.encoder, TileStatistics(), sizes, overlap)
-            moments = run_steps([*stages, *self.encoder.head_steps()], pixel_values)
+            tile, overlap = self.tile_settings(tile_size, tile_overlap)  # first: the MLP has no tiled pass
+            moments = self.encoder.tiled(pixel_values, tile, overlap)
         else:
             moments = self.encoder(pixel_values)
         return moments if self.quant_conv is None else self.quant_conv(moments)
@@ -732,27 +856,16 @@ class VAEModel(VAEPreTrainedModel):
             latents = self.post_quant_conv(latents)
         if not tiled:
             return self.decoder(latents)
-        tile, overlap = self.tile_settings(tile_size, tile_overlap)
-        sizes = [tile * 2 ** max(index - 1, 0) for index in range(len(self.decoder.up_blocks))]  # stage inputs
-        stages = self.tiled_steps(self.decoder, TileStatistics(), sizes, overlap)
-        return run_steps([*self.decoder.head_steps(), *stages], latents)
+        tile, overlap = self.tile_settings(tile_size, tile_overlap)  # first: the MLP has no tiled pass
+        return self.decoder.tiled(latents, tile, overlap)
 
     def mean_image(self, decoder_output: torch.Tensor) -> torch.Tensor:
-        """E[x|z]: the Bernoulli probabilities, or the Gaussian mean."""
-        return torch.sigmoid(decoder_output) if self.config.likelihood == "bernoulli" else decoder_output
+        return likelihood_mean(self.config, decoder_output)
 
     def negative_log_likelihood(self, pixel_values: torch.Tensor, decoder_output: torch.Tensor) -> torch.Tensor:
-        """-log p(x|z) in nats, summed over pixels: shape (batch,)."""
-        if self.config.likelihood == "bernoulli":
-            nll = F.binary_cross_entropy_with_logits(
-                decoder_output, pixel_values.to(decoder_output.dtype), reduction="none"
-            )
-        else:
-            std = self.config.gaussian_std
-            nll = 0.5 * ((pixel_values - decoder_output) / std).square() + math.log(std) + 0.5 * math.log(2 * math.pi)
-        return nll.flatten(1).sum(1)
+        return likelihood_nll(self.config, pixel_values, decoder_output)
 
-    # -- public API --------------------------------------------------------------------------------------
+    # -- public API -----------------------------------------------------------------------------------------
 
     def scale_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """(z - shift_factor) * scaling_factor: the latent scale a diffusion model is trained on."""
@@ -760,25 +873,6 @@ class VAEModel(VAEPreTrainedModel):
 
     def unscale_latents(self, latents: torch.Tensor) -> torch.Tensor:
         return latents / self.config.scaling_factor + (self.config.shift_factor or 0.0)
-
-    # diffusers' switches, which its pipelines call: they set the defaults of `tiled` and `slice_size`
-    def enable_tiling(self, use_tiling: bool = True) -> None:
-        self.tile_settings(None, None)  # refuses the MLP
-        self.use_tiling = use_tiling
-
-    def disable_tiling(self) -> None:
-        self.use_tiling = False
-
-    def enable_slicing(self) -> None:
-        self.use_slicing = True
-
-    def disable_slicing(self) -> None:
-        self.use_slicing = False
-
-    def call_settings(self, tiled: bool | None, slice_size: int | None) -> tuple[bool, int | None]:
-        """`tiled` and `slice_size` of a call, or else what enable_tiling / enable_slicing set (one image at a time)."""
-        tiled = self.use_tiling if tiled is None else tiled
-        return tiled, 1 if slice_size is None and self.use_slicing else slice_size
 
     def encode(
         self,
@@ -797,10 +891,10 @@ class VAEModel(VAEPreTrainedModel):
         `enable_slicing()`'s settings (off)."""
         self.check_pixel_values(pixel_values)
         tiled, slice_size = self.call_settings(tiled, slice_size)
-        moments = torch.cat(
-            [self.moments(chunk, tiled, tile_size, tile_overlap) for chunk in batch_slices(pixel_values, slice_size)]
+        moments = in_slices(
+            lambda images: self.moments(images, tiled, tile_size, tile_overlap), pixel_values, slice_size
         )
-        mean, logvar = moments.chunk(2, dim=1)
+        mean, logvar = moments.chunk(2, dim=1)  # (batch, 2 * latent, ...) -> 2 x (batch, latent, ...)
         logvar = logvar.clamp(*LOGVAR_RANGE)
         latents = DiagonalGaussian(mean, logvar).sample(generator) if sample_posterior else mean
         if scaled:
@@ -827,13 +921,10 @@ class VAEModel(VAEPreTrainedModel):
         tiled, slice_size = self.call_settings(tiled, slice_size)
         if scaled:
             latents = self.unscale_latents(latents)
-        outputs = [
-            self.decoder_output(chunk, tiled, tile_size, tile_overlap) for chunk in batch_slices(latents, slice_size)
-        ]
-        images = self.mean_image(torch.cat(outputs))
-        if return_dict is None:
-            return images
-        return VAEDecoderOutput(sample=images) if return_dict else (images,)
+        decoded = in_slices(
+            lambda chunk: self.decoder_output(chunk, tiled, tile_size, tile_overlap), latents, slice_size
+        )
+        return decoded_return(self.mean_image(decoded), return_dict)
 
     def reconstruct(self, pixel_values: torch.Tensor, sample_posterior: bool = False, **tiling) -> torch.Tensor:
         """decode(encode(x)): through the posterior mean, or a draw from the posterior."""
@@ -856,8 +947,9 @@ class VAEModel(VAEPreTrainedModel):
         """Decoded images along the straight line between the posterior means of two images: (steps, C, H, W)."""
         if steps < 2:
             raise ValueError(f"`steps` must be >= 2 (both end points), got {steps}.")
-        pair = torch.stack([image.reshape(image.shape[-3:]) for image in (image1, image2)])
+        pair = torch.stack([image.reshape(image.shape[-3:]) for image in (image1, image2)])  # (2, C, H, W)
         start, end = self.encode(pair).latent_mean
+        # (steps,) -> (steps, 1, ...): one weight per point, broadcast over a latent
         weights = torch.linspace(0, 1, steps, device=start.device, dtype=start.dtype).view(-1, *[1] * start.ndim)
         return self.decode(torch.lerp(start, end, weights))
 
@@ -869,23 +961,22 @@ class VAEModel(VAEPreTrainedModel):
         chunk_size: int = 50,
     ) -> torch.Tensor:
         """Importance-weighted estimate of log p(x) in nats, shape (batch,) (Burda et al., Eq. 8):
-        log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x). Its expectation is the ELBO at k=1 and rises with k."""
+        log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x). Its expectation is the ELBO at k=1 and rises with k;
+        `chunk_size` draws are decoded at a time."""
         require_count("num_samples", num_samples)
         posterior = self.encode(pixel_values)
         mean, logvar = posterior.latent_mean, posterior.latent_logvar
-        std, batch = torch.exp(0.5 * logvar), len(pixel_values)
-        log_weights = []
-        for count in [chunk_size] * (num_samples // chunk_size) + [num_samples % chunk_size]:
-            if count == 0:
-                continue
-            noise = torch.randn((count, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
-            latents = mean + std * noise  # (count, batch, ...)
-            decoded = self.decoder_output(latents.flatten(0, 1))
-            targets = pixel_values.unsqueeze(0).expand(count, *pixel_values.shape).flatten(0, 1)
-            log_p_x_given_z = -self.negative_log_likelihood(targets, decoded).view(count, batch)
-            log_p_z = -0.5 * (latents.square() + math.log(2 * math.pi)).flatten(2).sum(-1)
-            log_q_z = -0.5 * (noise.square() + logvar + math.log(2 * math.pi)).flatten(2).sum(-1)
-            log_weights.append(log_p_x_given_z + log_p_z - log_q_z)
+
+        def nll(images: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+            return self.negative_log_likelihood(images, self.decoder_output(latents))
+
+        log_weights = [
+            log_importance_weights(nll, pixel_values, mean, logvar, noise)
+            for noise in (
+                torch.randn((count, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+                for count in sample_counts(num_samples, chunk_size)
+            )
+        ]
         return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(num_samples)
 
     def forward(
@@ -899,7 +990,6 @@ class VAEModel(VAEPreTrainedModel):
         that `Trainer` computes the evaluation loss of a model without labels."""
         posterior = self.encode(pixel_values, sample_posterior=sample_posterior, generator=generator)
         decoded = self.decoder_output(posterior.latents)
-        mean, logvar = posterior.latent_mean, posterior.latent_logvar
         reconstruction_loss = self.negative_log_likelihood(pixel_values, decoded)
         kl = posterior.latent_dist.kl()
         loss = (reconstruction_loss + self.config.beta * kl).mean() if return_loss else None
@@ -908,8 +998,8 @@ class VAEModel(VAEPreTrainedModel):
             reconstruction_loss=reconstruction_loss.mean(),
             kl_loss=kl.mean(),
             reconstruction=self.mean_image(decoded),
-            latent_mean=mean,
-            latent_logvar=logvar,
+            latent_mean=posterior.latent_mean,
+            latent_logvar=posterior.latent_logvar,
             latents=posterior.latents,
         )
 
