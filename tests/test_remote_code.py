@@ -2,6 +2,7 @@
 `import hubformers` fails, and keeps working where custom code is known to break: saving such a model
 again, and `Trainer` resuming from a checkpoint of it."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -47,6 +48,42 @@ def save_classifier(folder) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(pixel_values).logits
     torch.save({"pixel_values": pixel_values, "logits": logits}, folder / "expected.pt")
     return pixel_values, logits
+
+
+def test_saved_folder_code_is_plain_python(tmp_path):
+    """The remote code of a saved ViT is the model, its config and their shared modules: none of the fast paths
+    (no C source, no compiler call, no ctypes), which plug in only where hubformers is installed."""
+    save_classifier(tmp_path)
+    files = {path.name: path.read_text() for path in tmp_path.glob("*.py")}
+    assert set(files) == {
+        "checks.py",
+        "configuration_utils.py",
+        "configuration_vit.py",
+        "modeling_common.py",
+        "modeling_vit.py",
+    }
+    for name, source in files.items():
+        imported = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(("." * node.level) + (node.module or "").split(".")[0])
+        assert imported <= {
+            "collections",
+            "dataclasses",
+            "functools",
+            "math",
+            "typing",
+            "torch",
+            "transformers",
+            "huggingface_hub",
+            ".checks",
+            ".configuration_utils",
+            ".configuration_vit",
+            ".modeling_common",
+        }, (name, imported)
+        assert "#include" not in source and "-march" not in source, name
 
 
 def test_saved_folder_carries_code_and_auto_map(tmp_path):

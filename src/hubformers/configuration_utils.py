@@ -22,59 +22,18 @@ logger = logging.get_logger(__name__)
 # `__post_init__` and `from_dict` consume, the attributes every config had in transformers 4, and the generation
 # settings that older configs carry (transformers drops them).
 TRANSFORMERS_KEYS = frozenset(
-    {
-        "_attn_implementation_autoset",
-        "_attn_implementation_internal",
-        "_commit_hash",
-        "_experts_implementation_internal",
-        "_name_or_path",
-        "add_cross_attention",
-        "attn_implementation",
-        "auto_map",
-        "bos_token_id",
-        "cross_attention_hidden_size",
-        "decoder_start_token_id",
-        "eos_token_id",
-        "experts_implementation",
-        "finetuning_task",
-        "gradient_checkpointing",
-        "is_decoder",
-        "model_type",
-        "name_or_path",
-        "num_labels",
-        "output_attentions",
-        "pad_token_id",
-        "per_layer_config",
-        "prefix",
-        "pruned_heads",
-        "rope_scaling",
-        "rope_theta",
-        "sep_token_id",
-        "task_specific_params",
-        "tf_legacy_loss",
-        "tie_encoder_decoder",
-        "tie_word_embeddings",
-        "tokenizer_class",
-        "torch_dtype",
-        "torchscript",
-        "use_bfloat16",
-    }
+    """_attn_implementation_autoset _attn_implementation_internal _commit_hash _experts_implementation_internal
+    _name_or_path add_cross_attention attn_implementation auto_map bos_token_id cross_attention_hidden_size
+    decoder_start_token_id eos_token_id experts_implementation finetuning_task gradient_checkpointing is_decoder
+    model_type name_or_path num_labels output_attentions pad_token_id per_layer_config prefix pruned_heads
+    rope_scaling rope_theta sep_token_id task_specific_params tf_legacy_loss tie_encoder_decoder tie_word_embeddings
+    tokenizer_class torch_dtype torchscript use_bfloat16""".split()
 ).union(GenerationConfig._get_default_generation_params())
 
 # Keywords of `PreTrainedConfig.from_dict` that it handles itself (it folds these into the config's arguments too).
 FROM_DICT_KEYWORDS = frozenset(
-    {
-        "return_unused_kwargs",
-        "_from_auto",
-        "_from_pipeline",
-        "num_labels",
-        "attn_implementation",
-        "experts_implementation",
-        "output_attentions",
-        "torch_dtype",
-        "dtype",
-        "name_or_path",
-    }
+    """return_unused_kwargs _from_auto _from_pipeline num_labels attn_implementation experts_implementation
+    output_attentions torch_dtype dtype name_or_path""".split()
 )
 
 # A backbone's out_features and out_indices name the same stages; an override of one replaces both loaded values
