@@ -12,13 +12,10 @@ at inference, Longformer's attention over chunks of blocks.
 
 import torch
 
+from .modeling_common import is_static
+
 # the widest activation of one chunk: well under glibc's 32 MB mmap threshold, and about a core's share of L3
 CHUNK_BYTES = 8 * 2**20
-
-
-def is_static(*sizes) -> bool:
-    """Whether sizes are plain ints outside a compiler trace: safe to branch on and to use as a cache key."""
-    return not torch.compiler.is_compiling() and all(type(size) is int for size in sizes)
 
 
 def map_chunks(function, tensors: tuple[torch.Tensor, ...], dim: int, slice_bytes: int) -> torch.Tensor:
