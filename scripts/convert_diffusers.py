@@ -32,6 +32,10 @@ COPIED_FIELDS = (
     "shift_factor",
     "use_quant_conv",
     "use_post_quant_conv",
+    # read by diffusers' pipelines from the VAE's config (SDXL's force_upcast, latents' statistics)
+    "force_upcast",
+    "latents_mean",
+    "latents_std",
 )
 # keys of checkpoints saved before diffusers renamed its attention block
 LEGACY_ATTENTION_KEYS = {".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."}
@@ -73,8 +77,6 @@ def vae_config(diffusers_config: dict) -> VAEConfig:
         "down_block_types": ["DownEncoderBlock2D"] * blocks,
         "up_block_types": ["UpDecoderBlock2D"] * blocks,
         "out_channels": diffusers_config.get("in_channels", 3),
-        "latents_mean": None,
-        "latents_std": None,
     }
     for field, value in expected.items():
         got = diffusers_config.get(field, value)

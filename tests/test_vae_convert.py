@@ -57,6 +57,14 @@ def test_converts_an_autoencoder_kl_folder(tmp_path, capsys):
         assert max_abs_diff(ours.decode(scaled, scaled=True), reference.decode(scaled / 0.13025 + 0.1).sample) <= 1e-4
 
 
+def test_pipeline_fields_are_copied():
+    """What diffusers' pipelines read from the VAE's config comes across: SDXL's force_upcast and latent statistics."""
+    fields = {"force_upcast": True, "latents_mean": [0.1, -0.2, 0.3, 0.0], "latents_std": [1.0, 0.5, 2.0, 1.5]}
+    config = vae_config({**TINY_DIFFUSERS, **fields})
+    assert {name: getattr(config, name) for name in fields} == fields
+    assert vae_config(TINY_DIFFUSERS).force_upcast is False
+
+
 def test_legacy_attention_names_are_renamed():
     state = AutoencoderKL(**TINY_DIFFUSERS).state_dict()
     legacy = {
@@ -81,7 +89,6 @@ def test_legacy_attention_names_are_renamed():
             "down_block_types",
         ),
         ({"out_channels": 1}, "out_channels"),
-        ({"latents_mean": [0.0] * 4, "latents_std": [1.0] * 4}, "latents_mean"),
         ({"_class_name": "AsymmetricAutoencoderKL"}, "AutoencoderKL"),
     ],
 )
