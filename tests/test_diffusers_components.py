@@ -104,6 +104,22 @@ def test_text_to_image_gives_the_same_images(components, output_type):
     assert max_abs_diff(expected, got) <= 1e-4
 
 
+def test_clip_skip_gives_the_same_images(components):
+    """diffusers' `clip_skip` reads `text_encoder.text_model.final_layer_norm`, which transformers' own
+    CLIPTextModel no longer has (5.x); ours offers it. The oracle: the reference pipeline given the prompt embeddings
+    that clip_skip=1 means, transformers' final LayerNorm on its next-to-last layer's hidden states."""
+    reference, ours = pipelines(components)
+    tokenizer, reference_text = reference.tokenizer, reference.text_encoder
+    ids = tokenizer(PROMPT, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    with torch.no_grad():
+        embeds = reference_text.final_layer_norm(reference_text(ids, output_hidden_states=True).hidden_states[-2])
+    generator = torch.Generator().manual_seed(0)
+    expected = reference(prompt_embeds=embeds, generator=generator, output_type="pt", **CALL).images
+    got = run(ours, output_type="pt", clip_skip=1)
+    assert max_abs_diff(expected, run(reference, output_type="pt")) > 1e-3  # skipping a layer changes the images
+    assert max_abs_diff(expected, got) <= 1e-4
+
+
 def test_pil_output_and_tiling_and_slicing_switches(components, monkeypatch):
     reference, ours = pipelines(components)
     tiles = []

@@ -314,6 +314,12 @@ class CLIPTextModel(CLIPPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.embeddings.token_embedding = value
 
+    @property
+    def text_model(self) -> "CLIPTextModel":
+        """The tower itself, where transformers' CLIPTextModel holds a `text_model`: diffusers' `clip_skip` applies
+        `text_encoder.text_model.final_layer_norm` to an earlier layer's hidden states."""
+        return self
+
     def check_inputs(
         self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None
     ) -> None:
