@@ -1,15 +1,25 @@
-"""VAE: the variational auto-encoder of "Auto-Encoding Variational Bayes" (Kingma & Welling, 2013).
+"""VAE: the variational auto-encoder of "Auto-Encoding Variational Bayes" (Kingma & Welling, 2013,
+https://arxiv.org/abs/1312.6114), with the encoder/decoder of latent diffusion's autoencoder.
 
-The encoder gives the diagonal Gaussian posterior q(z|x) (Section 2.4, Appendix C.2), z is drawn with the
+The encoder gives the diagonal Gaussian posterior q(z|x) (Section 3, Eq. 9; Appendix C.2), z is drawn with the
 reparameterisation z = mean + std * eps (Section 2.4), and the decoder gives p(x|z), Bernoulli (Appendix C.1)
-or Gaussian. The loss is the negative ELBO, -E_q[log p(x|z)] + beta * KL(q(z|x) || N(0, I)), with the KL in
-closed form (Appendix B); `log_likelihood` is the importance-weighted bound of Burda et al. (2015,
-https://arxiv.org/abs/1509.00519, Eq. 8). Paper: https://arxiv.org/abs/1312.6114.
+or Gaussian. The loss is the negative ELBO, -E_q[log p(x|z)] + beta * KL(q(z|x) || N(0, I)) (Section 2.3, Eq. 7
+and 10), with the KL in closed form (Appendix B); `log_likelihood` is the importance-weighted bound of Burda et al.
+(2015, https://arxiv.org/abs/1509.00519, Eq. 8).
 
-Two encoder/decoder pairs: the paper's one-hidden-layer MLP, and the ResNet of latent diffusion's VAE
-(Rombach et al., 2022, https://arxiv.org/abs/2112.10752, Appendix G), with diffusers' `AutoencoderKL`
-module names so its checkpoints load as they are. Tiled encode/decode normalises every tile with the
-GroupNorm statistics of the whole image (`TiledGroupNorm`), so tiles show no tone seams.
+What the file holds, in order:
+- the outputs, and `DiagonalGaussian`, the posterior with the API of diffusers' `latent_dist`;
+- tiling: a tiled pass runs a stage tile by tile, every tile normalised with the GroupNorm statistics of the whole
+  image (`TileStatistics`, `TiledGroupNorm`, `run_tiled`), so tiles show no tone seams;
+- half precision: a float16 step whose output overflows runs again in float32 (`overflow_safe`, `run_steps`);
+- the two encoder/decoder pairs: the paper's one-hidden-layer MLP (Appendix C), and the ResNet of latent
+  diffusion's autoencoder (Rombach et al., 2022, https://arxiv.org/abs/2112.10752, Section 3.1 and Appendix G)
+  under the module names of diffusers' `AutoencoderKL`
+  (https://huggingface.co/docs/diffusers/api/models/autoencoderkl), so its checkpoints load as they are;
+- input checks, the likelihood terms and the importance weights, diffusers' tiling/slicing switches and `decode`
+  return;
+- `VAEPreTrainedModel` and `VAEModel`, whose methods put these together: encode, decode, sample, interpolate,
+  log-likelihood and the ELBO.
 """
 
 import math
@@ -705,11 +715,6 @@ def likelihood_nll(config: VAEConfig, pixel_values: torch.Tensor, decoder_output
     return nll.flatten(1).sum(1)
 
 
-def sample_counts(num_samples: int, chunk_size: int) -> list[int]:
-    """`num_samples` draws in runs of `chunk_size` and the remainder."""
-    return [chunk_size] * (num_samples // chunk_size) + ([num_samples % chunk_size] if num_samples % chunk_size else [])
-
-
 def log_importance_weights(
     nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     pixel_values: torch.Tensor,
@@ -718,7 +723,7 @@ def log_importance_weights(
     noise: torch.Tensor,
 ) -> torch.Tensor:
     """log p(x|z) + log p(z) - log q(z|x) at z = mean + std * noise, noise (draws, batch, *latent): (draws, batch).
-    `nll(images, latents)` is -log p(x|z) of a flat batch (see `likelihood_nll`)."""
+    `nll(images, latents)` is -log p(x|z) of a flat batch."""
     draws, batch = noise.shape[:2]
     latents = mean + torch.exp(0.5 * logvar) * noise  # (draws, batch, *latent)
     # (draws, batch, ...) -> (draws * batch, ...): the decoder takes one flat batch, each image once per draw
@@ -727,6 +732,25 @@ def log_importance_weights(
     log_p_z = log_normal(latents).flatten(2).sum(-1)
     log_q_z = log_normal(noise, logvar).flatten(2).sum(-1)  # under q(z|x), z's standardized value is the noise
     return log_p_x_given_z + log_p_z - log_q_z
+
+
+def importance_weighted_bound(
+    nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    pixel_values: torch.Tensor,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    num_samples: int,
+    generator: torch.Generator | None,
+    chunk_size: int,
+) -> torch.Tensor:
+    """log (1/k) sum_i p(x, z_i) / q(z_i|x) over k = `num_samples` draws z_i ~ q(z|x) = N(mean, exp(logvar)), shape
+    (batch,) (Burda et al., Eq. 8); `chunk_size` draws go through the decoder at a time."""
+    counts = [chunk_size] * (num_samples // chunk_size) + [num_samples % chunk_size]
+    log_weights = []
+    for count in filter(None, counts):
+        noise = torch.randn((count, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+        log_weights.append(log_importance_weights(nll, pixel_values, mean, logvar, noise))
+    return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(num_samples)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -814,7 +838,7 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
         self.use_tiling, self.use_slicing = False, False  # the defaults of encode/decode, as in diffusers
         self.post_init()
 
-    # -- checks and settings (module functions above) -----------------------------------------------------
+    # -- input checks and tiling settings (the module functions above, on this model's config) -----------
 
     def check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         check_images(self.config, pixel_values)
@@ -833,7 +857,7 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
 
     tiled_steps = staticmethod(tiled_steps)
 
-    # -- encoder, decoder and likelihood --------------------------------------------------------------------
+    # -- the encoder's output, the decoder's and p(x|z) --------------------------------------------------
 
     def moments(
         self, pixel_values: torch.Tensor, tiled: bool = False, tile_size=None, tile_overlap=None
@@ -865,7 +889,7 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
     def negative_log_likelihood(self, pixel_values: torch.Tensor, decoder_output: torch.Tensor) -> torch.Tensor:
         return likelihood_nll(self.config, pixel_values, decoder_output)
 
-    # -- public API -----------------------------------------------------------------------------------------
+    # -- latents, images and the ELBO --------------------------------------------------------------------
 
     def scale_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """(z - shift_factor) * scaling_factor: the latent scale a diffusion model is trained on."""
@@ -965,19 +989,15 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
         `chunk_size` draws are decoded at a time."""
         require_count("num_samples", num_samples)
         posterior = self.encode(pixel_values)
-        mean, logvar = posterior.latent_mean, posterior.latent_logvar
-
-        def nll(images: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-            return self.negative_log_likelihood(images, self.decoder_output(latents))
-
-        log_weights = [
-            log_importance_weights(nll, pixel_values, mean, logvar, noise)
-            for noise in (
-                torch.randn((count, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
-                for count in sample_counts(num_samples, chunk_size)
-            )
-        ]
-        return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(num_samples)
+        return importance_weighted_bound(
+            lambda images, latents: self.negative_log_likelihood(images, self.decoder_output(latents)),
+            pixel_values,
+            posterior.latent_mean,
+            posterior.latent_logvar,
+            num_samples,
+            generator,
+            chunk_size,
+        )
 
     def forward(
         self,
