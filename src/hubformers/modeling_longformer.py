@@ -387,7 +387,7 @@ def attend_blocks(query, window_key, window_value, bias, global_key, global_valu
 
 def attend_band(query, windows, bias, global_kv, band: Band, dropout: float, need_weights: bool):
     """Every padded query (batch, padded, heads, dim) on the global keys and its window: `attend_blocks` on
-    the blocks, a slice of blocks at a time (`FAST_PATHS.slices`) unless the probabilities are asked for."""
+    the blocks, which are independent (`FAST_PATHS.slices` along them, unless the probabilities are asked for)."""
     # (batch, G, heads, dim) -> (batch, 1, 1, heads, G, dim), to expand over the blocks of each strand
     global_key, global_value = (x.transpose(1, 2)[:, None, None] for x in global_kv)
     blocks = query_blocks(query, band)
