@@ -718,38 +718,39 @@ def likelihood_nll(config: VAEConfig, pixel_values: torch.Tensor, decoder_output
 def log_importance_weights(
     nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     pixel_values: torch.Tensor,
-    mean: torch.Tensor,
-    logvar: torch.Tensor,
+    posterior: DiagonalGaussian,
     noise: torch.Tensor,
 ) -> torch.Tensor:
     """log p(x|z) + log p(z) - log q(z|x) at z = mean + std * noise, noise (draws, batch, *latent): (draws, batch).
     `nll(images, latents)` is -log p(x|z) of a flat batch."""
     draws, batch = noise.shape[:2]
-    latents = mean + torch.exp(0.5 * logvar) * noise  # (draws, batch, *latent)
+    latents = posterior.mean + posterior.std * noise  # (draws, batch, *latent)
     # (draws, batch, ...) -> (draws * batch, ...): the decoder takes one flat batch, each image once per draw
     targets = pixel_values.expand(draws, *pixel_values.shape).flatten(0, 1)
     log_p_x_given_z = -nll(targets, latents.flatten(0, 1)).view(draws, batch)
     log_p_z = log_normal(latents).flatten(2).sum(-1)
-    log_q_z = log_normal(noise, logvar).flatten(2).sum(-1)  # under q(z|x), z's standardized value is the noise
+    log_q_z = (
+        log_normal(noise, posterior.logvar).flatten(2).sum(-1)
+    )  # under q(z|x), z's standardized value is the noise
     return log_p_x_given_z + log_p_z - log_q_z
 
 
 def importance_weighted_bound(
     nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     pixel_values: torch.Tensor,
-    mean: torch.Tensor,
-    logvar: torch.Tensor,
+    posterior: DiagonalGaussian,
     num_samples: int,
     generator: torch.Generator | None,
     chunk_size: int,
 ) -> torch.Tensor:
-    """log (1/k) sum_i p(x, z_i) / q(z_i|x) over k = `num_samples` draws z_i ~ q(z|x) = N(mean, exp(logvar)), shape
-    (batch,) (Burda et al., Eq. 8); `chunk_size` draws go through the decoder at a time."""
+    """log (1/k) sum_i p(x, z_i) / q(z_i|x) over k = `num_samples` draws z_i ~ q(z|x), shape (batch,) (Burda et
+    al., Eq. 8); `chunk_size` draws go through the decoder at a time."""
+    mean = posterior.mean
     counts = [chunk_size] * (num_samples // chunk_size) + [num_samples % chunk_size]
     log_weights = []
     for count in filter(None, counts):
         noise = torch.randn((count, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
-        log_weights.append(log_importance_weights(nll, pixel_values, mean, logvar, noise))
+        log_weights.append(log_importance_weights(nll, pixel_values, posterior, noise))
     return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(num_samples)
 
 
@@ -988,16 +989,12 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
         log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x). Its expectation is the ELBO at k=1 and rises with k;
         `chunk_size` draws are decoded at a time."""
         require_count("num_samples", num_samples)
-        posterior = self.encode(pixel_values)
-        return importance_weighted_bound(
-            lambda images, latents: self.negative_log_likelihood(images, self.decoder_output(latents)),
-            pixel_values,
-            posterior.latent_mean,
-            posterior.latent_logvar,
-            num_samples,
-            generator,
-            chunk_size,
-        )
+
+        def nll(images: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+            return self.negative_log_likelihood(images, self.decoder_output(latents))
+
+        posterior = self.encode(pixel_values).latent_dist
+        return importance_weighted_bound(nll, pixel_values, posterior, num_samples, generator, chunk_size)
 
     def forward(
         self,
