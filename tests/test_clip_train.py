@@ -27,8 +27,8 @@ HUB_FILES = {
     "configuration_clip.py",
     "modeling_clip.py",
     "processing_clip.py",
-    "configuration_vit.py",
-    "modeling_vit.py",
+    "configuration_utils.py",
+    "modeling_common.py",
     "image_processing_vit.py",
     "checks.py",
 }
