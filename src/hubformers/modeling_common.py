@@ -39,8 +39,9 @@ class FastPaths:
     - `rows(function, hidden_states, width)`: a position-wise function whose widest activation is `width` values
       per token (the fast one runs it over chunks of tokens).
     - `slices(function, tensors, dim, slice_bytes)`: a function of independent slices along `dim`.
-    - `attention`: replacements by name for a model's attention step ("swin_windows", "longformer_global"); each
-      returns None for a call it does not serve, and the model runs its own code.
+    - `attention`: replacements by name for a model's attention step ("swin_windows", "longformer_global",
+      "longformer_band"), called through `replaced`; each returns None for a call it does not serve, and the model
+      runs its own code.
     """
 
     def __init__(self):
@@ -48,6 +49,12 @@ class FastPaths:
         self.rows = lambda function, hidden_states, width: function(hidden_states)
         self.slices = lambda function, tensors, dim, slice_bytes: function(*tensors)
         self.attention: dict[str, Callable] = {}
+
+    def replaced(self, name: str, *args):
+        """What the replacement registered as `name` gives for this call; None without one, or where it does not
+        serve the call (the model then runs its own code)."""
+        replacement = self.attention.get(name)
+        return None if replacement is None else replacement(*args)
 
 
 FAST_PATHS = FastPaths()

@@ -428,13 +428,6 @@ def band_probabilities(probs, masks: AttentionMasks, band: Band, num_global: int
     return probs.masked_fill((masks.is_masked | masks.is_global)[:, None, :, None], 0.0)
 
 
-def replaced(name: str, *args):
-    """What the replacement registered as `name` in `FAST_PATHS.attention` gives for this call; None without
-    one, or where it does not serve the call (the model then runs its own code)."""
-    replacement = FAST_PATHS.attention.get(name)
-    return None if replacement is None else replacement(*args)
-
-
 def key_without_bias_parameter(hidden_size: int) -> nn.Linear:
     """The global keys' projection, its bias a buffer: a bias b adds q . b to all the scores of a global query
     q, which softmax ignores, so it never changes an output nor gets a gradient (a parameter of it would be dead
@@ -528,7 +521,9 @@ class LongformerSelfAttention(nn.Module):
         bias = shared_band_bias(masks, self.window, band)
         global_kv = gather_global(key, value, masks.global_index)
         dropout = self.dropout if self.training else 0.0
-        context = replaced("longformer_band", query, windows, bias, global_kv, masks, band, dropout, need_weights)
+        context = FAST_PATHS.replaced(
+            "longformer_band", query, windows, bias, global_kv, masks, band, dropout, need_weights
+        )
         probs = None
         if context is None:
             context, probs = attend_band(query, windows, bias, global_kv, band, dropout, need_weights)
@@ -540,7 +535,7 @@ class LongformerSelfAttention(nn.Module):
     def global_attention(self, hidden_states, masks: AttentionMasks) -> tuple[torch.Tensor, torch.Tensor]:
         """The global tokens on every token, through the global projections: context (batch, G, hidden) and
         probabilities (batch, heads, G, tokens). A replacement "longformer_global" may compute them instead."""
-        fast = replaced("longformer_global", self, hidden_states, masks)
+        fast = FAST_PATHS.replaced("longformer_global", self, hidden_states, masks)
         if fast is not None:
             return fast
         batch_size, num_tokens, hidden_size = hidden_states.shape

@@ -335,8 +335,7 @@ class SwinAttention(nn.Module):
         the map's top-left `crop` (its size before padding); and the attention probabilities when asked for."""
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         attention = eager_unless(attention, self.config, kwargs)
-        replacement = FAST_PATHS.attention.get("swin_windows")
-        heads = replacement(self, attention, tokens, map_size, crop, window, shift) if replacement else None
+        heads = FAST_PATHS.replaced("swin_windows", self, attention, tokens, map_size, crop, window, shift)
         if heads is not None:
             return heads, None
         batch = tokens.shape[0]
