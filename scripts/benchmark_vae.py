@@ -75,7 +75,7 @@ def workload(args: argparse.Namespace) -> Workload:
     pixel_values = place(args, torch.rand(args.batch_size, 3, args.image_size, args.image_size) * 2 - 1)
 
     def ours_round_trip() -> torch.Tensor:
-        return ours.decode(ours.encode(pixel_values).latents)
+        return ours.decode(ours.encode(pixel_values).latents).sample
 
     def diffusers_round_trip() -> torch.Tensor:
         return reference.decode(reference.encode(pixel_values).latent_dist.mean).sample
@@ -121,7 +121,7 @@ with torch.no_grad():
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak resident set to the current one
     before = peak_kib()
-    image = model.decode(latents, **tiling)
+    image = model.decode(latents, **tiling).sample
     print(json.dumps({"peak_mib": (peak_kib() - before) / 1024}))
 """
 
@@ -148,8 +148,8 @@ def tiling_differences(settings: dict) -> dict[str, float]:
         1, 4, settings["latent_size"], settings["latent_size"], generator=torch.Generator().manual_seed(1)
     )
     with torch.no_grad():
-        untiled = model.decode(latents)
-        ours = model.decode(latents, tiled=True, tile_size=settings["tile_size"])
+        untiled = model.decode(latents).sample
+        ours = model.decode(latents, tiled=True, tile_size=settings["tile_size"]).sample
         reference.enable_tiling()
         theirs = reference.decode(latents).sample
     return {

@@ -131,7 +131,7 @@ def check_against_diffusers(model: VAEModel, folder: Path) -> None:
         latents = model.encode(pixel_values).latents
         differences = {
             "latents": (expected - latents).abs().max().item(),
-            "reconstructions": (reference.decode(expected).sample - model.decode(latents)).abs().max().item(),
+            "reconstructions": (reference.decode(expected).sample - model.decode(latents).sample).abs().max().item(),
         }
     if max(differences.values()) > TOLERANCE:
         raise ValueError(f"The converted VAE differs from diffusers' by more than {TOLERANCE}: {differences}.")

@@ -42,8 +42,6 @@ class Outputs(nn.Module):
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = getattr(self.model, self.method)(**dict(zip(self.input_names, tensors)), **self.fixed)
-        if isinstance(outputs, torch.Tensor):  # a method that returns one tensor (the VAE's decode)
-            return (outputs,)
         return tuple(outputs[name] for name in self.output_names)
 
 

@@ -135,7 +135,7 @@ def manifold(model: VAEModel, points: int = 20) -> torch.Tensor:
     quantiles = torch.linspace(0.5 / points, 1 - 0.5 / points, points)
     values = torch.distributions.Normal(0.0, 1.0).icdf(quantiles)
     latents = torch.cartesian_prod(values.flip(0), values)[:, [1, 0]]  # rows: z2 from high to low; columns: z1
-    return model.decode(latents.to(model.device))
+    return model.decode(latents.to(model.device)).sample
 
 
 @torch.no_grad()

@@ -69,7 +69,7 @@ def test_conv_matches_diffusers(overrides):
         got = ours.encode(x)
         assert max_abs_diff(expected.mean, got.latent_mean) <= TOL
         assert max_abs_diff(expected.logvar, got.latent_logvar) <= TOL
-        assert max_abs_diff(reference.decode(expected.mean).sample, ours.decode(got.latents)) <= TOL
+        assert max_abs_diff(reference.decode(expected.mean).sample, ours.decode(got.latents).sample) <= TOL
         assert max_abs_diff(reference(x).sample, ours.reconstruct(x)) <= TOL
 
 
@@ -88,7 +88,7 @@ def test_scaling_and_shift_are_applied_by_encode_and_decode():
     with torch.no_grad():
         plain, scaled = ours.encode(x).latents, ours.encode(x, scaled=True).latents
         assert max_abs_diff(scaled, (plain - 0.5) * 0.25) <= TOL
-        assert max_abs_diff(ours.decode(scaled, scaled=True), ours.decode(plain)) <= TOL
+        assert max_abs_diff(ours.decode(scaled, scaled=True).sample, ours.decode(plain).sample) <= TOL
 
 
 def test_forward_returns_the_negative_elbo_and_its_parts():
@@ -148,7 +148,7 @@ def test_sample_reconstruct_and_interpolate():
         other = model.sample(2, generator=torch.Generator().manual_seed(2), height=32, width=8)
         x = images(2, 3, 16, 16)
         path = model.interpolate(x[0], x[1], steps=5)
-        ends = model.decode(model.encode(x).latent_mean)
+        ends = model.decode(model.encode(x).latent_mean).sample
     assert first.shape == (3, 3, 16, 16) and torch.equal(first, again)
     assert other.shape == (2, 3, 32, 8)
     assert path.shape == (5, 3, 16, 16)
@@ -161,7 +161,7 @@ def test_batch_slicing_gives_the_same_result():
     with torch.no_grad():
         latents = model.encode(x).latents
         assert max_abs_diff(model.encode(x, slice_size=2).latents, latents) <= TOL
-        assert max_abs_diff(model.decode(latents, slice_size=2), model.decode(latents)) <= TOL
+        assert max_abs_diff(model.decode(latents, slice_size=2).sample, model.decode(latents).sample) <= TOL
 
 
 def test_tiled_decode_and_encode_match_untiled():
@@ -171,8 +171,8 @@ def test_tiled_decode_and_encode_match_untiled():
     latents = torch.randn(1, 4, 20, 14)
     x = images(1, 3, 36, 28)
     with torch.no_grad():
-        untiled = model.decode(latents)
-        assert max_abs_diff(model.decode(latents, tiled=True, tile_size=6), untiled) <= 1e-4 * (
+        untiled = model.decode(latents).sample
+        assert max_abs_diff(model.decode(latents, tiled=True, tile_size=6).sample, untiled) <= 1e-4 * (
             untiled.max() - untiled.min()
         )
         assert max_abs_diff(model.encode(x, tiled=True, tile_size=6).latent_mean, model.encode(x).latent_mean) <= 1e-4
@@ -188,19 +188,19 @@ def test_tiled_paths_take_their_overlap_from_the_config(monkeypatch):
     original_run_tiled = modeling_vae.run_tiled
     monkeypatch.setattr(modeling_vae, "run_tiled", lambda *args: halos.append(args[3]) or original_run_tiled(*args))
     with torch.no_grad():
-        untiled, untiled_mean = default.decode(latents), default.encode(x).latent_mean
+        untiled, untiled_mean = default.decode(latents).sample, default.encode(x).latent_mean
         tolerance = 1e-4 * (untiled.max() - untiled.min())
         for overlap, exact in [(1, False), (8, True)]:
             model = hubformers.VAEModel(hubformers.VAEConfig(**settings, tile_overlap=overlap)).eval()
             model.load_state_dict(default.state_dict())
             halos.clear()
-            decoded = model.decode(latents, tiled=True, tile_size=4)
+            decoded = model.decode(latents, tiled=True, tile_size=4).sample
             mean = model.encode(x, tiled=True, tile_size=4).latent_mean
             even = overlap + overlap % 2  # the encoder's halos keep the stride-2 grid
             assert halos == [overlap, overlap, even, even]
             assert (max_abs_diff(decoded, untiled) <= tolerance) == exact, overlap
             assert (max_abs_diff(mean, untiled_mean) <= 1e-4) == exact, overlap
-            assert torch.equal(decoded, default.decode(latents, tiled=True, tile_size=4, tile_overlap=overlap))
+            assert torch.equal(decoded, default.decode(latents, tiled=True, tile_size=4, tile_overlap=overlap).sample)
         halos.clear()
         model.decode(latents, tiled=True, tile_size=4, tile_overlap=0)  # the call's overlap wins over the config's
         assert halos == [0, 0]
@@ -213,7 +213,7 @@ def test_tiled_decode_and_encode_in_half_precision(dtype):
     model = model.eval().to(dtype)
     latents, x = torch.randn(1, 4, 8, 8, dtype=dtype), images(1, 3, 16, 16).to(dtype)
     with torch.no_grad():
-        untiled, tiled = model.decode(latents), model.decode(latents, tiled=True, tile_size=4)
+        untiled, tiled = model.decode(latents).sample, model.decode(latents, tiled=True, tile_size=4).sample
         untiled_mean = model.encode(x).latent_mean
         tiled_mean = model.encode(x, tiled=True, tile_size=4).latent_mean
     eps = torch.finfo(dtype).eps
@@ -292,6 +292,9 @@ def test_bad_input():
         mlp.decode(torch.randn(2, 3), tiled=True)
     with pytest.raises(ValueError, match="num_samples"):
         mlp.log_likelihood(images(2, 1, 8, 8, low=0.0), 0)
+    for chunk_size in (0, -2):
+        with pytest.raises(ValueError, match=f"`chunk_size` must be an integer >= 1, got {chunk_size}"):
+            mlp.log_likelihood(images(2, 1, 8, 8, low=0.0), 4, chunk_size=chunk_size)
 
 
 @pytest.mark.parametrize(
@@ -326,7 +329,7 @@ def test_rejected_calls_leave_the_model_as_it_was():
     model = hubformers.VAEModel(hubformers.VAEConfig(**TINY_CONV)).eval()
     config, weights = model.config.to_dict(), {name: t.clone() for name, t in model.state_dict().items()}
     latents = torch.randn(1, 4, 4, 4)
-    before = model.decode(latents, tiled=True, tile_size=2)
+    before = model.decode(latents, tiled=True, tile_size=2).sample
     for bad in [dict(tile_size=0), dict(tile_overlap=-1), dict(slice_size=0)]:
         with pytest.raises(ValueError):
             model.decode(latents, tiled=True, **bad)
@@ -335,13 +338,13 @@ def test_rejected_calls_leave_the_model_as_it_was():
     assert model.config.to_dict() == config
     assert all(torch.equal(t, weights[name]) for name, t in model.state_dict().items())
     assert all(norm.tiling is None for norm in model.modules() if isinstance(norm, modeling_vae.TiledGroupNorm))
-    assert torch.equal(model.decode(latents, tiled=True, tile_size=2), before)
+    assert torch.equal(model.decode(latents, tiled=True, tile_size=2).sample, before)
 
 
 # -- diffusers' VAE API, which its pipelines call -------------------------------------------------------------
 
 
-def test_latent_dist_and_decode_outputs_are_diffusers():
+def test_latent_dist_is_diffusers():
     ours, reference = conv_pair()
     x = images()
     with torch.no_grad():
@@ -350,12 +353,23 @@ def test_latent_dist_and_decode_outputs_are_diffusers():
         for a, b in [(expected.mean, got.mean), (expected.mode(), got.mode()), (*draws,), (expected.kl(), got.kl())]:
             assert max_abs_diff(a, b) <= TOL
         assert max_abs_diff(expected.std, got.std) <= TOL and max_abs_diff(expected.var, got.var) <= TOL
-        z = expected.mean
+
+
+def test_decode_returns_what_diffusers_decode_returns():
+    """diffusers' pipelines call `vae.decode(latents / vae.config.scaling_factor).sample` (or `["sample"]`, or
+    `return_dict=False` and `[0]`): every form gives diffusers' images on the same weights."""
+    ours, reference = conv_pair(scaling_factor=0.18215)
+    latents = torch.randn(2, 4, 4, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        z = latents / ours.config.scaling_factor
         image = reference.decode(z).sample
-        assert max_abs_diff(ours.decode(z, return_dict=True).sample, image) <= TOL
+        output = ours.decode(z)
+        assert isinstance(output, modeling_vae.VAEDecoderOutput)
+        assert max_abs_diff(output.sample, image) <= 1e-4
         (alone,) = ours.decode(z, return_dict=False, generator=torch.Generator())
-        assert max_abs_diff(alone, image) <= TOL
-        assert torch.equal(ours.decode(z), alone)  # our own call still gives the images
+        for form in (output["sample"], output[0], alone, ours.decode(z, return_dict=True).sample):
+            assert torch.equal(form, output.sample)
+        assert max_abs_diff(ours.decode(latents, scaled=True).sample, image) <= 1e-4
 
 
 def test_tiling_and_slicing_switches_set_the_defaults(monkeypatch):
@@ -419,12 +433,12 @@ def test_float16_decode_upcasts_only_the_stages_that_overflow(monkeypatch, tiled
         modeling_vae, "in_float32", lambda step, modules, x: upcast.append(modules) or in_float32(step, modules, x)
     )
     with torch.no_grad():
-        expected = ours.decode(z, tiled=tiled, tile_size=4)
+        expected = ours.decode(z, tiled=tiled, tile_size=4).sample
         assert torch.isfinite(expected).all() and max_abs_diff(expected, reference.decode(z).sample) <= 1e-4
         assert not upcast  # nothing overflows float32
         reference.half(), ours.half()
         assert not torch.isfinite(reference.decode(z.half()).sample).all()  # diffusers' plain float16 decode
-        got = ours.decode(z.half(), tiled=tiled, tile_size=4)
+        got = ours.decode(z.half(), tiled=tiled, tile_size=4).sample
     assert got.dtype == torch.float16 and torch.isfinite(got).all()
     assert max_abs_diff(got.float(), expected) <= 1e-2  # float16 rounding of the other stages
     # float32 ran only where float16 overflows: the last ResNet and, as its output is out of float16's range, the
@@ -440,7 +454,7 @@ def test_float32_step_gives_gradients_to_the_half_precision_weights():
     ours, _ = overflowing_pair()
     ours.half()
     z = torch.randn(1, 4, 8, 8, dtype=torch.float16)
-    ours.decode(z).float().sum().backward()
+    ours.decode(z).sample.float().sum().backward()
     conv = ours.decoder.conv_out.weight
     assert conv.grad is not None and conv.grad.dtype == torch.float16 and torch.isfinite(conv.grad).all()
 
@@ -460,7 +474,7 @@ with torch.no_grad():
     z = torch.randn(1, 4, 64, 64).to(vae.dtype)
     vae.decode(z[..., :8, :8])  # kernels loaded, allocator warm
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    finite = torch.isfinite(vae.decode(z)).all().item()
+    finite = torch.isfinite(vae.decode(z).sample).all().item()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, finite)
 """
 

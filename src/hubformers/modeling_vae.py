@@ -16,8 +16,7 @@ What the file holds, in order:
   diffusion's autoencoder (Rombach et al., 2022, https://arxiv.org/abs/2112.10752, Section 3.1 and Appendix G)
   under the module names of diffusers' `AutoencoderKL`
   (https://huggingface.co/docs/diffusers/api/models/autoencoderkl), so its checkpoints load as they are;
-- input checks, the likelihood terms and the importance weights, diffusers' tiling/slicing switches and `decode`
-  return;
+- input checks, the likelihood terms and the importance weights, diffusers' tiling/slicing switches;
 - `VAEPreTrainedModel` and `VAEModel`, whose methods put these together: encode, decode, sample, interpolate,
   log-likelihood and the ELBO.
 """
@@ -781,14 +780,6 @@ class DiffusersSwitches:
         return tiled, 1 if slice_size is None and self.use_slicing else slice_size
 
 
-def decoded_return(images: torch.Tensor, return_dict: bool | None) -> torch.Tensor | VAEDecoderOutput | tuple:
-    """`decode`'s return: the images, or as diffusers' `AutoencoderKL.decode` returns them, a `VAEDecoderOutput`
-    (`return_dict=True`) or a one-tuple (`return_dict=False`)."""
-    if return_dict is None:
-        return images
-    return VAEDecoderOutput(sample=images) if return_dict else (images,)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The model
 
@@ -934,14 +925,15 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         slice_size: int | None = None,
-        return_dict: bool | None = None,
+        return_dict: bool = True,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor | VAEDecoderOutput | tuple[torch.Tensor]:
+    ) -> VAEDecoderOutput | tuple[torch.Tensor]:
         """E[x|z] as images in the pixel range; `scaled=True` takes latents from `encode(..., scaled=True)`.
 
-        Returns the images, or as diffusers' `AutoencoderKL.decode` does, a `VAEDecoderOutput` (`return_dict=True`)
-        or a one-tuple (`return_dict=False`). `generator` is accepted for diffusers' pipelines, which pass it to
-        every decoder: this one is deterministic."""
+        Returns what diffusers' `AutoencoderKL.decode` returns, so that its pipelines can call this one: a
+        `VAEDecoderOutput` with the images in `.sample` (`return_dict=True`), or the one-tuple `(images,)`
+        (`return_dict=False`). `generator` is accepted because those pipelines pass it to every decoder: this one
+        is deterministic."""
         self.check_latents(latents)
         tiled, slice_size = self.call_settings(tiled, slice_size)
         if scaled:
@@ -949,11 +941,13 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
         decoded = in_slices(
             lambda chunk: self.decoder_output(chunk, tiled, tile_size, tile_overlap), latents, slice_size
         )
-        return decoded_return(self.mean_image(decoded), return_dict)
+        images = self.mean_image(decoded)
+        return VAEDecoderOutput(sample=images) if return_dict else (images,)
 
     def reconstruct(self, pixel_values: torch.Tensor, sample_posterior: bool = False, **tiling) -> torch.Tensor:
         """decode(encode(x)): through the posterior mean, or a draw from the posterior."""
-        return self.decode(self.encode(pixel_values, sample_posterior=sample_posterior, **tiling).latents, **tiling)
+        latents = self.encode(pixel_values, sample_posterior=sample_posterior, **tiling).latents
+        return self.decode(latents, **tiling).sample
 
     def sample(
         self,
@@ -966,7 +960,7 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
         require_count("num_samples", num_samples)
         shape = (num_samples, *self.latent_shape(height, width))
         latents = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
-        return self.decode(latents)
+        return self.decode(latents).sample
 
     def interpolate(self, image1: torch.Tensor, image2: torch.Tensor, steps: int = 8) -> torch.Tensor:
         """Decoded images along the straight line between the posterior means of two images: (steps, C, H, W)."""
@@ -976,7 +970,7 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
         start, end = self.encode(pair).latent_mean
         # (steps,) -> (steps, 1, ...): one weight per point, broadcast over a latent
         weights = torch.linspace(0, 1, steps, device=start.device, dtype=start.dtype).view(-1, *[1] * start.ndim)
-        return self.decode(torch.lerp(start, end, weights))
+        return self.decode(torch.lerp(start, end, weights)).sample
 
     def log_likelihood(
         self,
@@ -989,6 +983,7 @@ class VAEModel(DiffusersSwitches, VAEPreTrainedModel):
         log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x). Its expectation is the ELBO at k=1 and rises with k;
         `chunk_size` draws are decoded at a time."""
         require_count("num_samples", num_samples)
+        require_count("chunk_size", chunk_size)
 
         def nll(images: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
             return self.negative_log_likelihood(images, self.decoder_output(latents))

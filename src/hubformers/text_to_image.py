@@ -102,7 +102,7 @@ def text_embedding(clip, tokenizer, prompt: str) -> torch.Tensor:
 
 def similarities(clip, vae, bridge: PixelBridge, latents: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """cos(CLIP image embedding of decode(z), text embedding) per latent: shape (restarts,)."""
-    pixel_values = bridge(vae.decode(latents))
+    pixel_values = bridge(vae.decode(latents).sample)
     image = F.normalize(clip.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
     return image @ text.squeeze(0)
 
@@ -152,7 +152,7 @@ def generate_image(
         with torch.no_grad():
             final = similarities(clip, vae, bridge, latents, text)
             best = final.argsort(descending=True)[:num_images]
-            images = vae.decode(latents[best])
+            images = vae.decode(latents[best]).sample
     finally:
         for parameter in frozen:
             parameter.requires_grad_(True)
