@@ -313,8 +313,12 @@ class SwinAttention(nn.Module):
         cacheable = is_static(height, width, window, shift, images) and not (
             torch.is_grad_enabled() and table.requires_grad
         )
-        key = (height, width, window, shift, images, dtype, table.device, table.data_ptr(), table._version)
-        if cacheable and key in self._mask_cache:
+        key = (
+            (height, width, window, shift, images, dtype, table.device, table.data_ptr(), table._version)
+            if cacheable
+            else None
+        )
+        if key in self._mask_cache:
             return self._mask_cache[key]
         mask = self.relative_position_bias(window).to(dtype)
         if may_shift(shift):
