@@ -3,7 +3,7 @@
 - Attention through transformers' interface: the eager path, the backend of a call, masks in the form that
   backend takes, and multi-head self-attention (ViT, CLIP; Vaswani et al., 2017, Section 3.2.2).
 - `FeedForward`, the position-wise feed-forward network (Vaswani et al., Section 3.3), and `add_branch`, a
-  residual branch through a linear layer, with dropout when it is active.
+  residual branch through a linear layer, with its dropouts when they are active.
 - SimMIM's mask-token swap, one-layer decoder and masked L1 loss (Xie et al., 2021, Section 3,
   https://arxiv.org/abs/2111.09886), for ViT and Swin.
 - `resize_positions`: learned position embeddings resized to another patch grid (ViT, Section 3.2).
@@ -65,19 +65,23 @@ def is_static(*sizes) -> bool:
     return not torch.compiler.is_compiling() and all(type(size) is int for size in sizes)
 
 
-def is_active(dropout: nn.Module) -> bool:
-    """Whether a dropout (or drop-path) module changes its input in this call."""
-    return dropout.training and dropout.p > 0.0
-
-
-def add_branch(layer: nn.Module, x: torch.Tensor, residual: torch.Tensor, *dropouts: nn.Module) -> torch.Tensor:
+def add_branch(layer: nn.Module, x: torch.Tensor, residual: torch.Tensor, *dropouts: nn.Module | None) -> torch.Tensor:
     """residual + dropouts(layer(x)); with every dropout idle, the add goes to the linear hook (which fuses it)."""
-    if not any(is_active(dropout) for dropout in dropouts):
+    if not any_active(dropouts):
         return FAST_PATHS.linear(layer, x, residual=residual)
-    branch = layer(x)
+    return residual + dropped(layer(x), dropouts)
+
+
+def any_active(dropouts) -> bool:
+    """Whether a dropout (or drop-path) module among `dropouts` (None: none) changes its input in this call."""
+    return any(dropout is not None and dropout.training and dropout.p > 0.0 for dropout in dropouts)
+
+
+def dropped(branch: torch.Tensor, dropouts) -> torch.Tensor:
     for dropout in dropouts:
-        branch = dropout(branch)
-    return residual + branch
+        if dropout is not None:
+            branch = dropout(branch)
+    return branch
 
 
 class FeedForward(nn.Module):
@@ -97,11 +101,9 @@ class FeedForward(nn.Module):
 
     def add_to(self, hidden_states: torch.Tensor, norm: nn.Module, *dropouts: nn.Module) -> torch.Tensor:
         """hidden_states + dropouts(MLP(norm(hidden_states))), the pre-norm residual block."""
-        if any(is_active(dropout) for dropout in dropouts):
+        if any_active(dropouts):
             branch = FAST_PATHS.rows(lambda rows: self(norm(rows)), hidden_states, self.fc1.out_features)
-            for dropout in dropouts:
-                branch = dropout(branch)
-            return hidden_states + branch
+            return hidden_states + dropped(branch, dropouts)
         return FAST_PATHS.rows(lambda rows: self(norm(rows), residual=rows), hidden_states, self.fc1.out_features)
 
 
@@ -175,8 +177,9 @@ def multi_head_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Self-attention by the `attention` function (transformers' signature) of a module holding `q_proj`, `k_proj`,
     `v_proj`, `head_dim`, `scaling`, `dropout` and `config`, then `output_projection`; with a `residual`,
-    `residual + dropout(output)` (`add_branch`). Returns the output and the weights (None from fused kernels). With `num_queries`, only the first tokens ask (all are keys and values) and only they get an output.
-    One function for ViT's and CLIP's modules, whose output projections have different checkpoint names."""
+    `residual + dropout(output)` (`add_branch`). Returns the output and the weights (None from fused kernels).
+    With `num_queries`, only the first tokens ask (all are keys and values) and only they get an output. One function
+    for ViT's and CLIP's modules, whose output projections have different checkpoint names."""
     batch_size = hidden_states.shape[0]
 
     def heads(x):  # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
@@ -198,7 +201,7 @@ def multi_head_attention(
     output = output.reshape(batch_size, query.shape[2], -1)
     if residual is None:
         return FAST_PATHS.linear(output_projection, output), weights
-    return add_branch(output_projection, output, residual, *([dropout] if dropout is not None else [])), weights
+    return add_branch(output_projection, output, residual, dropout), weights
 
 
 def resize_positions(positions: torch.Tensor, grid_size: tuple[int, int], grid_h: int, grid_w: int) -> torch.Tensor:
