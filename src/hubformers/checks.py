@@ -6,6 +6,7 @@ fails loudly at the boundary instead of turning into a silent wrong answer deepe
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -18,24 +19,18 @@ def is_finite_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def require_positive(**values) -> None:
-    """Every named value (a number or a non-empty sequence of numbers) must be finite and > 0."""
+def require(expected: str, holds: Callable[[float], bool], /, **values) -> None:
+    """Every named value, a number or a non-empty sequence of numbers, is finite and `holds`."""
     for name, value in values.items():
         items = value if isinstance(value, (list, tuple)) else [value]
-        if not items or not all(is_finite_number(v) and v > 0 for v in items):
-            raise ValueError(f"`{name}` must be positive, got {value!r}.")
+        if not items or not all(is_finite_number(item) and holds(item) for item in items):
+            raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
 
 
-def require_non_negative(**values) -> None:
-    for name, value in values.items():
-        if not (is_finite_number(value) and value >= 0):
-            raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-
-
-def require_finite(**values) -> None:
-    for name, value in values.items():
-        if not is_finite_number(value):
-            raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+require_positive = partial(require, "positive", lambda value: value > 0)
+require_non_negative = partial(require, "a finite number >= 0", lambda value: value >= 0)
+require_finite = partial(require, "a finite number", lambda value: True)
+require_probability = partial(require, "in [0, 1)", lambda value: 0 <= value < 1)
 
 
 def require_size(**values) -> None:
@@ -49,12 +44,6 @@ def require_size(**values) -> None:
 def require_divisible(numerator_name: str, numerator: int, denominator_name: str, denominator: int) -> None:
     if numerator % denominator != 0:
         raise ValueError(f"`{numerator_name}` ({numerator}) must be divisible by `{denominator_name}` ({denominator}).")
-
-
-def require_probability(**values) -> None:
-    for name, value in values.items():
-        if not (is_finite_number(value) and 0.0 <= value < 1.0):
-            raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
 
 
 def require_token_id(vocab_size: int, **values) -> None:
@@ -71,24 +60,18 @@ def require_activation(name: str, value: str) -> None:
 
 def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
     """A float batch of shape (batch, num_channels, height, width)."""
+    shape = f"shape (batch, {num_channels}, height, width)"
     if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(f"`pixel_values` must be a tensor of {shape}, got {type(pixel_values).__name__}.")
+    if pixel_values.ndim != 4 or pixel_values.shape[1] != num_channels:
         raise ValueError(
-            f"`pixel_values` must be a tensor of shape (batch, {num_channels}, height, width), "
-            f"got {type(pixel_values).__name__}."
-        )
-    if pixel_values.ndim != 4:
-        raise ValueError(
-            f"`pixel_values` must have shape (batch, {num_channels}, height, width), got {tuple(pixel_values.shape)}."
+            f"`pixel_values` must have {num_channels} channels (config.num_channels) in {shape}, "
+            f"got {tuple(pixel_values.shape)}."
         )
     if not pixel_values.is_floating_point():
         raise ValueError(
             f"`pixel_values` must be floating point (as the image processor returns), got {pixel_values.dtype}; "
             "integer pixels need rescaling and normalising first."
-        )
-    if pixel_values.shape[1] != num_channels:
-        raise ValueError(
-            f"`pixel_values` must have {num_channels} channels (config.num_channels), "
-            f"got {pixel_values.shape[1]} in shape {tuple(pixel_values.shape)}."
         )
 
 

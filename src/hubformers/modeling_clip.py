@@ -28,7 +28,6 @@ from transformers.conversion_mapping import register_checkpoint_conversion_mappi
 from transformers.core_model_loading import PrefixChange
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
@@ -46,9 +45,9 @@ from .configuration_utils import to_pair
 from .modeling_common import (
     FeedForward,
     ModelNamesLayout,
+    SelfAttention,
+    add_branch,
     attention_mask_for,
-    eager_attention_forward,
-    multi_head_attention,
     resize_positions,
 )
 
@@ -157,32 +156,13 @@ class CLIPTextEmbeddings(nn.Module):
         return self.token_embedding(input_ids) + self.position_embedding(position_ids)
 
 
-class CLIPAttention(nn.Module):
-    """Multi-head self-attention (`multi_head_attention`); the causal text tower passes its mask in."""
+class CLIPAttention(SelfAttention):
+    """Self-attention with its output projection, which the layer applies with the residual; the causal text
+    tower passes its mask in."""
 
     def __init__(self, config: CLIPTextConfig | CLIPVisionConfig):
-        super().__init__()
-        self.config = config
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        self.scaling = self.head_dim**-0.5
-        self.is_causal = False  # the text tower passes its causal mask and `is_causal=True` per call
-        self.dropout = config.attention_dropout
-        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        super().__init__(config, config.attention_dropout)
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        residual: torch.Tensor | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        return multi_head_attention(
-            self, attention, self.out_proj, hidden_states, attention_mask, None, residual, **kwargs
-        )
 
 
 class CLIPEncoderLayer(GradientCheckpointingLayer):
@@ -201,7 +181,8 @@ class CLIPEncoderLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ):
-        hidden_states, _ = self.self_attn(self.layer_norm1(hidden_states), attention_mask, hidden_states, **kwargs)
+        heads, _ = self.self_attn(self.layer_norm1(hidden_states), attention_mask, **kwargs)
+        hidden_states = add_branch(self.self_attn.out_proj, heads, hidden_states)
         return self.mlp.add_to(hidden_states, self.layer_norm2)
 
 

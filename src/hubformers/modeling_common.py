@@ -22,6 +22,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 
 def plain_linear(layer: nn.Module, x: torch.Tensor, activation: Callable | None = None, residual=None):
@@ -164,44 +165,39 @@ def attention_mask_for(
     return torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
 
 
-def multi_head_attention(
-    module: nn.Module,
-    attention: Callable,
-    output_projection: nn.Linear,
-    hidden_states: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    num_queries: int | None = None,
-    residual: torch.Tensor | None = None,
-    dropout: nn.Module | None = None,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Self-attention by the `attention` function (transformers' signature) of a module holding `q_proj`, `k_proj`,
-    `v_proj`, `head_dim`, `scaling`, `dropout` and `config`, then `output_projection`; with a `residual`,
-    `residual + dropout(output)` (`add_branch`). Returns the output and the weights (None from fused kernels).
-    With `num_queries`, only the first tokens ask (all are keys and values) and only they get an output. One function
-    for ViT's and CLIP's modules, whose output projections have different checkpoint names."""
-    batch_size = hidden_states.shape[0]
+class SelfAttention(nn.Module):
+    """Multi-head self-attention by the configured backend (transformers' `set_attn_implementation` finds the
+    lookup here), or eager for a call that `runs_eager`. Separate query, key and value projections keep
+    transformers' checkpoint layout (one fused matmul measured no faster on the CPU). Returns the heads' output,
+    (batch, queries, hidden) for the caller's output projection, and the weights (None from fused kernels); with
+    `num_queries`, only the first tokens ask (all are keys and values)."""
 
-    def heads(x):  # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
-        return x.view(batch_size, x.shape[1], -1, module.head_dim).transpose(1, 2)
+    def __init__(self, config, dropout: float, bias: bool = True):
+        super().__init__()
+        self.config = config
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False  # a causal tower passes its mask and `is_causal=True` per call
+        self.dropout = dropout
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=bias)
 
-    query = heads(FAST_PATHS.linear(module.q_proj, hidden_states[:, :num_queries]))
-    key = heads(FAST_PATHS.linear(module.k_proj, hidden_states))
-    value = heads(FAST_PATHS.linear(module.v_proj, hidden_states))
-    output, weights = eager_unless(attention, module.config, kwargs)(
-        module,
-        query,
-        key,
-        value,
-        attention_mask,
-        scaling=module.scaling,
-        dropout=module.dropout if module.training else 0.0,
-        **kwargs,
-    )
-    output = output.reshape(batch_size, query.shape[2], -1)
-    if residual is None:
-        return FAST_PATHS.linear(output_projection, output), weights
-    return add_branch(output_projection, output, residual, dropout), weights
+    def forward(self, hidden_states, attention_mask=None, num_queries: int | None = None, **kwargs):
+        batch_size = hidden_states.shape[0]
+
+        def heads(x):  # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
+            return x.view(batch_size, x.shape[1], -1, self.head_dim).transpose(1, 2)
+
+        query = heads(FAST_PATHS.linear(self.q_proj, hidden_states[:, :num_queries]))
+        key = heads(FAST_PATHS.linear(self.k_proj, hidden_states))
+        value = heads(FAST_PATHS.linear(self.v_proj, hidden_states))
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        dropout = self.dropout if self.training else 0.0
+        output, weights = eager_unless(attention, self.config, kwargs)(
+            self, query, key, value, attention_mask, scaling=self.scaling, dropout=dropout, **kwargs
+        )
+        return output.reshape(batch_size, query.shape[2], -1), weights
 
 
 def resize_positions(positions: torch.Tensor, grid_size: tuple[int, int], grid_h: int, grid_w: int) -> torch.Tensor:

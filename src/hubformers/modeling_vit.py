@@ -25,7 +25,6 @@ from transformers.modeling_outputs import (
     ImageClassifierOutput,
     MaskedImageModelingOutput,
 )
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
@@ -36,10 +35,10 @@ from .configuration_vit import ViTConfig
 from .modeling_common import (
     FeedForward,
     ModelNamesLayout,
+    SelfAttention,
+    add_branch,
     attention_mask_for,
-    eager_attention_forward,
     mask_patches,
-    multi_head_attention,
     resize_positions,
     simmim_decoder,
     simmim_loss,
@@ -97,35 +96,12 @@ class ViTEmbeddings(nn.Module):
         return self.dropout(tokens + positions)
 
 
-class ViTAttention(nn.Module):
-    """Multi-head self-attention. Query, key and value keep separate projections: on the CPU one fused
-    (3 * hidden) matmul measured no faster, and separate ones keep transformers' checkpoint layout."""
+class ViTAttention(SelfAttention):
+    """Self-attention with its output projection, which the layer applies with the residual."""
 
     def __init__(self, config: ViTConfig):
-        super().__init__()
-        self.config = config
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        self.scaling = self.head_dim**-0.5
-        self.is_causal = False
-        self.dropout = config.attention_probs_dropout_prob
-        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        super().__init__(config, config.attention_probs_dropout_prob, bias=config.qkv_bias)
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        num_queries: int | None = None,
-        residual: torch.Tensor | None = None,
-        dropout: nn.Module | None = None,
-        **kwargs,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        return multi_head_attention(
-            self, attention, self.o_proj, hidden_states, attention_mask, num_queries, residual, dropout, **kwargs
-        )
 
 
 class ViTLayer(GradientCheckpointingLayer):
@@ -147,9 +123,8 @@ class ViTLayer(GradientCheckpointingLayer):
         num_queries: int | None = None,
         **kwargs,
     ):
-        residual = hidden_states[:, :num_queries]
-        normed = self.layernorm_before(hidden_states)
-        hidden_states, _ = self.attention(normed, attention_mask, num_queries, residual, self.dropout, **kwargs)
+        heads, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, num_queries, **kwargs)
+        hidden_states = add_branch(self.attention.o_proj, heads, hidden_states[:, :num_queries], self.dropout)
         return self.mlp.add_to(hidden_states, self.layernorm_after, self.dropout)
 
 
