@@ -1,7 +1,7 @@
 """Input and config checks shared by every hubformers model, and the classification loss that checks its labels.
 
-Each check raises a `ValueError` that names what was expected and what came, so bad input
-fails loudly at the boundary instead of turning into a silent wrong answer deeper down.
+Each check raises a `ValueError` naming what was expected and what came: bad input fails at the boundary instead
+of turning into a silent wrong answer deeper down.
 """
 
 import math
@@ -100,8 +100,8 @@ IGNORE_INDEX = -100  # the label that transformers' (and PyTorch's) cross-entrop
 
 
 def problem_type_of(labels: torch.Tensor, num_labels: int, config) -> str:
-    """`config.problem_type` when set, else what transformers' loss infers from the labels: regression for one
-    label, single-label classification for integer labels, multi-label otherwise."""
+    """`config.problem_type` when set, else what transformers infers: regression for one label, single-label
+    classification for integer labels, multi-label otherwise."""
     if config.problem_type is not None:
         return config.problem_type
     if num_labels == 1:
@@ -112,8 +112,7 @@ def problem_type_of(labels: torch.Tensor, num_labels: int, config) -> str:
 
 
 def check_classification_labels(labels: torch.Tensor, logits: torch.Tensor, config) -> str:
-    """Validate `labels` for this call's problem type (`problem_type_of`) and return that type. The config is
-    left as it is: a refused call changes nothing, and without `config.problem_type` every call infers anew."""
+    """Validate `labels` for this call's problem type (`problem_type_of`) and return that type."""
     batch_size, num_labels = logits.shape
     problem_type = problem_type_of(labels, num_labels, config)
     if problem_type == "single_label_classification":
@@ -122,7 +121,7 @@ def check_classification_labels(labels: torch.Tensor, logits: torch.Tensor, conf
                 f"single-label classification needs integer `labels` of shape ({batch_size},), "
                 f"got {labels.dtype} of shape {tuple(labels.shape)}."
             )
-        check_class_indices(labels, num_labels)
+        check_indices("labels", labels, num_labels, f"config.num_labels={num_labels}", IGNORE_INDEX)
     elif problem_type == "multi_label_classification":
         if labels.shape != (batch_size, num_labels):
             raise ValueError(
@@ -136,23 +135,16 @@ def check_classification_labels(labels: torch.Tensor, logits: torch.Tensor, conf
     return problem_type
 
 
-def check_class_indices(labels: torch.Tensor, num_labels: int) -> None:
-    """Every label in [0, num_labels) or IGNORE_INDEX (see `check_indices`)."""
-    check_indices("labels", labels, num_labels, f"config.num_labels={num_labels}", IGNORE_INDEX)
-
-
 class Requirement(NamedTuple):
     """A check on values: `holds`, a 0-d bool tensor on their device; `message`, what was expected; `found`,
-    what came instead (reads the values: called only on the CPU, once the check has failed)."""
+    what came instead (read only on the CPU, once the check has failed)."""
 
     holds: torch.Tensor
     message: str
     found: Callable[[], str]
 
 
-def indices_requirement(
-    name: str, values: torch.Tensor, size: int, field: str, ignore_index: int | None = None
-) -> Requirement:
+def indices_requirement(name: str, values: torch.Tensor, size: int, field: str, ignore_index=None) -> Requirement:
     """Indices into `size` rows (of an embedding table, or classes), or `ignore_index`."""
     valid = (values >= 0) & (values < size)
     if ignore_index is not None:
@@ -166,9 +158,8 @@ def indices_requirement(
 
 
 def check_requirements(*requirements: Requirement) -> None:
-    """On the CPU, the requirements read back in one device read, and a ValueError for the first that fails. On
-    other devices (where a read would wait for the device) and while a compiler traces (where it would break the
-    graph), asynchronous device-side asserts check them instead; an exported program leaves them out."""
+    """On the CPU, one read of all requirements and a ValueError for the first that fails. On other devices (where
+    a read would wait) and while a compiler traces, device-side asserts instead; an exported program has none."""
     if not requirements or torch.compiler.is_exporting():
         return
     holds = torch.stack([requirement.holds for requirement in requirements])
@@ -181,8 +172,7 @@ def check_requirements(*requirements: Requirement) -> None:
 
 
 def check_indices(name: str, values: torch.Tensor | None, size: int, field: str, ignore_index: int | None = None):
-    """Integer indices into `size` rows, or `ignore_index`: a ValueError (or a device-side assert, see
-    `check_requirements`) where an embedding or a loss would raise an IndexError."""
+    """Integer indices into `size` rows, or `ignore_index`, checked where an embedding or a loss would fail."""
     check_integers(name, values)
     if values is not None:
         check_requirements(indices_requirement(name, values, size, field, ignore_index))
@@ -210,10 +200,8 @@ class ProblemType(NamedTuple):
 
 
 def classification_loss(model: PreTrainedModel, labels: torch.Tensor, logits: torch.Tensor, **kwargs) -> torch.Tensor:
-    """The head's loss (`model.loss_function`, transformers') for this call's problem type: `config.problem_type`
-    when set, else inferred from these labels (see `check_classification_labels`). transformers' loss records an
-    inferred type in the config, after which labels of another kind are refused; the loss gets the type in a
-    `ProblemType` instead, so the config stays as the user left it. Labels of -100 are left out of a
-    single-label loss."""
+    """transformers' loss for this call's problem type (`problem_type_of`), handed over in a `ProblemType`: where
+    transformers records an inferred type in the config (and then refuses labels of another kind), the config
+    stays as the user left it. Single-label labels of -100 are left out."""
     problem_type = check_classification_labels(labels, logits, model.config)
     return model.loss_function(labels, logits, ProblemType(model.config.num_labels, problem_type), **kwargs)

@@ -1,11 +1,9 @@
 """What every hubformers config shares on top of transformers' `PreTrainedConfig`.
 
-transformers builds a config from the loaded `config.json` and then sets the keyword overrides of `from_pretrained`
-/ `from_dict` on it one by one, past the config's checks; `attribute_map` aliases (Swin's `num_attention_heads`)
-are set the same way; and a key no field knows is kept as a plain attribute that nothing reads, so a misspelt
-`num_hiden_layers` builds the default depth without a word. `HubformersConfig` folds overrides and aliases into
-the values the config is built from, so they are checked like constructor arguments, and warns about every key
-it does not know.
+transformers sets the keyword overrides of `from_pretrained` / `from_dict` and `attribute_map` aliases on a built
+config, past its checks, and keeps an unknown key as an attribute nothing reads (a misspelt `num_hiden_layers`
+builds the default depth without a word). `HubformersConfig` checks overrides and aliases like constructor
+arguments and warns about every key it does not know.
 """
 
 from dataclasses import fields
@@ -18,9 +16,8 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-# Keys transformers writes into a config.json, or reads from one, that are no field of `PreTrainedConfig`: what its
-# `__post_init__` and `from_dict` consume, the attributes every config had in transformers 4, and the generation
-# settings that older configs carry (transformers drops them).
+# Keys of a config.json that are no field of `PreTrainedConfig`: what its `__post_init__` and `from_dict` consume,
+# the attributes of every transformers 4 config, and the generation settings older configs carry.
 TRANSFORMERS_KEYS = frozenset(
     """_attn_implementation_autoset _attn_implementation_internal _commit_hash _experts_implementation_internal
     _name_or_path add_cross_attention attn_implementation auto_map bos_token_id cross_attention_hidden_size
@@ -36,8 +33,7 @@ FROM_DICT_KEYWORDS = frozenset(
     output_attentions torch_dtype dtype name_or_path""".split()
 )
 
-# A backbone's out_features and out_indices name the same stages; an override of one replaces both loaded values
-# (transformers' setter derives the other), where keeping the loaded other would contradict it.
+# out_features and out_indices name the same stages: an override of one replaces both loaded values.
 LINKED_KEYS = {"out_features": "out_indices", "out_indices": "out_features"}
 
 
@@ -53,8 +49,8 @@ def as_dict(config: PreTrainedConfig | dict | None) -> dict:
 
 @cache
 def known_keys(config_class: type["HubformersConfig"]) -> frozenset[str]:
-    """Every key a config.json for `config_class` may hold without a warning: its fields and aliases, transformers'
-    own keys, and the keys transformers' config of the same architecture writes (its checkpoints load here)."""
+    """The keys a config.json for `config_class` may hold without a warning: its fields and aliases, transformers'
+    own keys, and those of transformers' config of the same architecture (its checkpoints load here)."""
     keys = {f.name for f in fields(config_class)} | set(config_class.attribute_map) | TRANSFORMERS_KEYS
     reference = config_class.transformers_config
     if reference is not None:
@@ -63,16 +59,15 @@ def known_keys(config_class: type["HubformersConfig"]) -> frozenset[str]:
 
 
 class HubformersConfig(PreTrainedConfig):
-    """Base of every hubformers config. Each `__post_init__` starts with `kwargs = self.read_extra_kwargs(kwargs)`
-    and checks its values after it; assignments after construction are not checked (as in transformers: a
-    consistent change of two fields passes through an inconsistent state between them)."""
+    """Base of every hubformers config: each `__post_init__` starts with `kwargs = self.read_extra_kwargs(kwargs)`
+    and checks its values after it (later assignments are not checked, as in transformers)."""
 
     # transformers' config of the same architecture, whose `config.json` files load into this class
     transformers_config: ClassVar[type[PreTrainedConfig] | None] = None
 
     def read_extra_kwargs(self, kwargs: dict) -> dict:
-        """The keyword arguments that are no field, minus `model_type` and the aliases of `attribute_map` (an alias
-        of a field sets the field, so its checks see it); warns about a foreign `model_type` and unknown keys."""
+        """The keyword arguments that are no field, minus `model_type` and `attribute_map` aliases (which set their
+        field, so its checks see it); warns about a foreign `model_type` and unknown keys."""
         config_class = type(self)
         model_type = kwargs.pop("model_type", None)
         reference = config_class.transformers_config
@@ -99,9 +94,8 @@ class HubformersConfig(PreTrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
-        """As transformers' `from_dict`, but the keyword overrides (what `from_pretrained(path, key=value)` passes
-        on) join the loaded values before the config is built, so they are checked like constructor arguments. A
-        dict for a sub-config updates the loaded sub-config, as in transformers."""
+        """As transformers' `from_dict`, but keyword overrides (`from_pretrained(path, key=value)`) join the loaded
+        values before the config is built; a dict for a sub-config updates the loaded one, as in transformers."""
         config_dict = dict(config_dict)
         defaults = cls()
         for key in [key for key in kwargs if key not in FROM_DICT_KEYWORDS]:

@@ -1,7 +1,5 @@
-"""ViT configuration: the hyper-parameters of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2020).
-
-Field names follow transformers' `ViTConfig`, so a `config.json` written by transformers loads as ours.
-Paper: https://arxiv.org/abs/2010.11929 (Section 3.1, Table 1 for the Base/Large/Huge sizes).
+"""ViT configuration: the hyper-parameters of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2020,
+https://arxiv.org/abs/2010.11929, Table 1). Field names are transformers' `ViTConfig`'s, so its configs load.
 """
 
 from huggingface_hub.dataclasses import strict
@@ -10,8 +8,7 @@ from transformers import ViTConfig as TransformersViTConfig
 from .checks import require_activation, require_divisible, require_positive, require_probability, require_size
 from .configuration_utils import HubformersConfig, to_pair
 
-# What each Auto class loads from a saved folder, under `trust_remote_code=True` where hubformers is not
-# installed; `import hubformers` registers the same classes with transformers' Auto classes.
+# What each Auto class loads from a saved folder with `trust_remote_code=True` (`import hubformers` registers them).
 AUTO_MAP = {
     "AutoConfig": "configuration_vit.ViTConfig",
     "AutoModel": "modeling_vit.ViTModel",
@@ -22,21 +19,9 @@ AUTO_MAP = {
 
 @strict(accept_kwargs=True)
 class ViTConfig(HubformersConfig):
-    r"""
-    Configuration of a hubformers ViT. The defaults give ViT-B/16 at 224x224.
-
-    Args:
-        hidden_size: width D of every token.
-        num_hidden_layers / num_attention_heads / intermediate_size: depth, heads and MLP width.
-        hidden_act: activation of the MLP (any name in transformers' `ACT2FN`).
-        hidden_dropout_prob / attention_probs_dropout_prob: dropout after projections / on attention weights.
-        layer_norm_eps: epsilon of every LayerNorm (1e-12 in google's checkpoints, 1e-6 in timm's).
-        image_size / patch_size: an int or an (height, width) pair; the patch grid is image_size / patch_size.
-        num_channels: input channels.
-        qkv_bias: whether the query, key and value projections have biases.
-        encoder_stride: up-sampling factor of the masked-image-modeling decoder (SimMIM).
-        pooler_output_size / pooler_act: the optional tanh pooler on the class token of `ViTModel`.
-    """
+    """A hubformers ViT; the defaults give ViT-B/16 at 224x224. As transformers' `ViTConfig`: `image_size` and
+    `patch_size` are an int or a (height, width) pair; `layer_norm_eps` is 1e-12 in google's checkpoints, 1e-6 in
+    timm's; `encoder_stride` is the up-sampling of the SimMIM decoder; `pooler_*` the pooler on the class token."""
 
     model_type = "hubformers_vit"
     transformers_config = TransformersViTConfig
@@ -86,7 +71,7 @@ class ViTConfig(HubformersConfig):
         self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
 
     def validate_output_attentions(self):
-        """Overrides transformers' check: hubformers returns attention maps under every `attn_implementation`."""
+        """No check: hubformers returns attention maps under every `attn_implementation`."""
 
     @property
     def grid_size(self) -> tuple[int, int]:

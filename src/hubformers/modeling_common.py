@@ -1,17 +1,12 @@
 """What the hubformers models share, in plain PyTorch, and the one seam where speed-only code plugs in.
 
-- Attention through transformers' interface: the eager path, the backend of a call, masks in the form that
-  backend takes, and multi-head self-attention (ViT, CLIP; Vaswani et al., 2017, Section 3.2.2).
-- `FeedForward`, the position-wise feed-forward network (Vaswani et al., Section 3.3), and `add_branch`, a
-  residual branch through a linear layer, with its dropouts when they are active.
-- SimMIM's mask-token swap, one-layer decoder and masked L1 loss (Xie et al., 2021, Section 3,
-  https://arxiv.org/abs/2111.09886), for ViT and Swin.
-- `resize_positions`: learned position embeddings resized to another patch grid (ViT, Section 3.2).
-- `ModelNamesLayout`: `save_pretrained` under the module names.
-- `FAST_PATHS`: every linear layer, position-wise function and chunkable step of the models goes through one of
-  its hooks. Here they are plain PyTorch; `import hubformers` installs its fast ones (fast_paths.py: oneDNN
-  linears, chunking, the C kernels) unless `HUBFORMERS_FAST_PATHS=0`. A saved folder's remote code holds these
-  plain hooks only, so it loads and gives the same outputs where hubformers is not installed.
+- Attention through transformers' interface (multi-head self-attention: Vaswani et al., 2017, Section 3.2.2),
+  `FeedForward` (Section 3.3) and `add_branch`, a residual branch through a linear layer.
+- SimMIM's mask-token swap, decoder and masked L1 loss (Xie et al., 2021, https://arxiv.org/abs/2111.09886).
+- `resize_positions` (ViT, Section 3.2) and `ModelNamesLayout`, `save_pretrained` under the module names.
+- `FAST_PATHS`: the hooks every linear layer and chunkable step goes through, plain here. `import hubformers`
+  installs its fast ones (fast_paths.py) unless `HUBFORMERS_FAST_PATHS=0`; a saved folder's remote code holds
+  the plain ones only, so it gives the same outputs where hubformers is not installed.
 """
 
 from collections.abc import Callable
@@ -34,15 +29,12 @@ def plain_linear(layer: nn.Module, x: torch.Tensor, activation: Callable | None 
 
 
 class FastPaths:
-    """The hooks the models call where speed-only code may take over; each gives the plain result.
+    """The hooks where speed-only code may take over; each gives the plain result.
 
     - `linear(layer, x, activation=None, residual=None)`: a linear layer, then its activation or a residual add.
-    - `rows(function, hidden_states, width)`: a position-wise function whose widest activation is `width` values
-      per token (the fast one runs it over chunks of tokens).
+    - `rows(function, hidden_states, width)`: a position-wise function, widest activation `width` per token.
     - `slices(function, tensors, dim, slice_bytes)`: a function of independent slices along `dim`.
-    - `attention`: replacements by name for a model's attention step ("swin_windows", "longformer_global",
-      "longformer_band"), called through `replaced`; each returns None for a call it does not serve, and the model
-      runs its own code.
+    - `attention`: replacements by name for a model's attention step, called through `replaced`.
     """
 
     def __init__(self):
@@ -52,8 +44,8 @@ class FastPaths:
         self.attention: dict[str, Callable] = {}
 
     def replaced(self, name: str, *args):
-        """What the replacement registered as `name` gives for this call; None without one, or where it does not
-        serve the call (the model then runs its own code)."""
+        """What the replacement registered as `name` gives; None (the model runs its own code) without one, or
+        where it does not serve the call."""
         replacement = self.attention.get(name)
         return None if replacement is None else replacement(*args)
 
@@ -86,8 +78,7 @@ def dropped(branch: torch.Tensor, dropouts) -> torch.Tensor:
 
 
 class FeedForward(nn.Module):
-    """fc1, activation, fc2 on every token on its own. Sizes default to the config's `hidden_size` and
-    `intermediate_size` (Swin passes its stage's)."""
+    """fc1, activation, fc2 on every token; sizes default to the config's `hidden_size` and `intermediate_size`."""
 
     def __init__(self, config, dim: int | None = None, hidden: int | None = None):
         super().__init__()
@@ -108,16 +99,7 @@ class FeedForward(nn.Module):
         return FAST_PATHS.rows(lambda rows: self(norm(rows), residual=rows), hidden_states, self.fc1.out_features)
 
 
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def eager_attention_forward(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, **kwargs):
     """softmax(q k^T * scaling + mask) v on (batch, heads, tokens, head_dim); returns the output as
     (batch, tokens, heads, head_dim), like transformers' other backends, and the attention weights."""
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
@@ -135,25 +117,19 @@ def runs_eager(config, kwargs: dict) -> bool:
 
 
 def eager_unless(attention: Callable, config, kwargs: dict) -> Callable:
-    """`attention`, the configured backend (each attention module looks it up with
-    `ALL_ATTENTION_FUNCTIONS.get_interface`, where transformers' `set_attn_implementation` looks for it), or eager
-    for a call that `runs_eager`."""
+    """`attention`, the configured backend, or eager for a call that `runs_eager`."""
     return eager_attention_forward if runs_eager(config, kwargs) else attention
 
 
 def attention_mask_for(
     config, kwargs: dict, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool = False
 ):
-    """The (batch, tokens) padding mask (1 = attend), made causal when `causal`, in the form this call's backend
-    takes: for eager an additive (batch, 1, tokens, tokens) float mask (the dtype's minimum where hidden), else
-    transformers' own (a boolean mask for sdpa, a BlockMask for flex, the 2-D mask or None for flash), which may
-    be None where nothing is hidden and the backend's own causal flag serves."""
+    """The (batch, tokens) padding mask (1 = attend), causal when `causal`, as this call's backend takes it: for
+    eager an additive (batch, 1, tokens, tokens) float mask, else transformers' own (None where nothing is hidden
+    and the backend's own causal flag serves)."""
     if not runs_eager(config, kwargs):
-        if causal:
-            return create_causal_mask(
-                config=config, inputs_embeds=embeddings, attention_mask=attention_mask, cache=None
-            )
-        return create_bidirectional_mask(config=config, inputs_embeds=embeddings, attention_mask=attention_mask)
+        arguments = dict(config=config, inputs_embeds=embeddings, attention_mask=attention_mask)
+        return create_causal_mask(**arguments, cache=None) if causal else create_bidirectional_mask(**arguments)
     if attention_mask is None and not causal:
         return None
     num_tokens, device, dtype = embeddings.shape[1], embeddings.device, embeddings.dtype
@@ -166,11 +142,10 @@ def attention_mask_for(
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention by the configured backend (transformers' `set_attn_implementation` finds the
-    lookup here), or eager for a call that `runs_eager`. Separate query, key and value projections keep
-    transformers' checkpoint layout (one fused matmul measured no faster on the CPU). Returns the heads' output,
-    (batch, queries, hidden) for the caller's output projection, and the weights (None from fused kernels); with
-    `num_queries`, only the first tokens ask (all are keys and values)."""
+    """Multi-head self-attention by the configured backend, or eager for a call that `runs_eager`. Returns the
+    heads' output (batch, queries, hidden), for the subclass's output projection, and the weights (None from fused
+    kernels); with `num_queries`, only the first tokens ask. Separate query, key and value projections keep
+    transformers' checkpoint layout (one fused matmul measured no faster on the CPU)."""
 
     def __init__(self, config, dropout: float, bias: bool = True):
         super().__init__()
@@ -201,9 +176,8 @@ class SelfAttention(nn.Module):
 
 
 def resize_positions(positions: torch.Tensor, grid_size: tuple[int, int], grid_h: int, grid_w: int) -> torch.Tensor:
-    """(1, extra + H*W, dim) position embeddings (`extra` leading ones, such as a class token's, kept as they are,
-    then the H x W grid row-major) with the grid resized bicubically to (grid_h, grid_w). The sizes come from
-    tensor shapes, so that `torch.export` keeps height and width dynamic."""
+    """(1, extra + H*W, dim) position embeddings (leading extra ones, such as a class token's, kept) with the H x W
+    grid resized bicubically to (grid_h, grid_w); sizes from shapes keep `torch.export`'s height and width dynamic."""
     num_extra = positions.shape[1] - grid_size[0] * grid_size[1]
     extra, grid = positions[:, :num_extra], positions[:, num_extra:]
     # (1, H*W, dim) -> (1, dim, H, W): interpolate works on channels-first images
@@ -212,11 +186,8 @@ def resize_positions(positions: torch.Tensor, grid_size: tuple[int, int], grid_h
     return torch.cat([extra, grid.flatten(2).transpose(1, 2)], dim=1)
 
 
-def mask_patches(
-    tokens: torch.Tensor, bool_masked_pos: torch.Tensor | None, mask_token: nn.Parameter | None
-) -> torch.Tensor:
-    """(batch, num_patches, hidden) tokens with `mask_token` in place of those that `bool_masked_pos` (batch,
-    num_patches) marks (SimMIM's masking)."""
+def mask_patches(tokens: torch.Tensor, bool_masked_pos: torch.Tensor | None, mask_token: nn.Parameter | None):
+    """(batch, num_patches, hidden) tokens, `mask_token` where `bool_masked_pos` (batch, num_patches) is set."""
     if bool_masked_pos is None:
         return tokens
     if mask_token is None:
@@ -239,8 +210,7 @@ def simmim_decoder(hidden_size: int, stride: int, num_channels: int) -> nn.Seque
 
 
 def simmim_loss(pixel_values, reconstruction, bool_masked_pos, patch_size: tuple[int, int]) -> torch.Tensor:
-    """SimMIM's loss: the L1 error on the pixels of masked patches only, per channel (SimMIM Section 3).
-    `bool_masked_pos` (batch, grid_h * grid_w) over patches of `patch_size` (height, width) pixels."""
+    """The L1 error on the pixels of masked patches only, per channel (SimMIM Section 3)."""
     (patch_h, patch_w), (height, width) = patch_size, pixel_values.shape[-2:]
     pixel_mask = (
         bool_masked_pos.reshape(-1, 1, height // patch_h, width // patch_w)
@@ -253,9 +223,8 @@ def simmim_loss(pixel_values, reconstruction, bool_masked_pos, patch_size: tuple
 
 
 class ModelNamesLayout(PreTrainedModel):
-    """`save_pretrained` under the module names by default: transformers' default reverts to its pre-5.0 key
-    layout, from which `Trainer` cannot resume (it restores checkpoints with a plain `load_state_dict`). Both
-    layouts load; `save_original_format=True` writes transformers'."""
+    """`save_pretrained` under the module names: transformers' default writes its pre-5.0 key layout, from which
+    `Trainer` cannot resume (a plain `load_state_dict`). Both load; `save_original_format=True` writes the old."""
 
     def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
         return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)

@@ -1,15 +1,11 @@
-"""ViT: the Vision Transformer of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2020).
+"""ViT: the Vision Transformer of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2020,
+https://arxiv.org/abs/2010.11929).
 
-The image is cut into patches, each patch linearly embedded, a class token prepended and position
-embeddings added (Section 3.1, Eq. 1); a pre-norm Transformer encoder follows (Eq. 2-3) and a linear
-head reads the class token (Eq. 4). `ViTForMaskedImageModeling` adds the SimMIM decoder
-(Xie et al., 2021, https://arxiv.org/abs/2111.09886). Paper: https://arxiv.org/abs/2010.11929.
-
-Attention goes through transformers' interface (`attn_implementation` = eager, sdpa, flex_attention);
-a call that asks for `output_attentions` runs the eager path for that call only, so attention maps
-come back whatever the model was loaded with. Module names are transformers' own, so checkpoints written
-by transformers' ViT (google/vit-* on the Hub) load as they are and ours load in transformers. The attention,
-MLP, SimMIM and position-resize pieces are shared with the other models (modeling_common.py).
+The image is cut into patches, each linearly embedded, a class token prepended and positions added (Section
+3.1, Eq. 1); a pre-norm Transformer encoder follows (Eq. 2-3) and a linear head reads the class token (Eq. 4).
+`ViTForMaskedImageModeling` adds the SimMIM decoder. Attention runs by `attn_implementation`; a call asking for
+`output_attentions` runs eager, so maps come back under any backend. Module names are transformers' own, so
+its checkpoints (google/vit-*) load as they are and ours load in transformers.
 """
 
 from typing import Unpack
@@ -52,15 +48,12 @@ class ViTPatchEmbeddings(nn.Module):
         super().__init__()
         self.num_channels = config.num_channels
         self.patch_size = to_pair(config.patch_size)
-        self.projection = nn.Conv2d(
-            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
-        )
+        self.projection = nn.Conv2d(config.num_channels, config.hidden_size, config.patch_size, config.patch_size)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         check_pixel_values(pixel_values, self.num_channels)
         check_patches(pixel_values, self.patch_size)
-        pixel_values = pixel_values.to(self.projection.weight.dtype)
-        return self.projection(pixel_values)  # (batch, hidden, grid_h, grid_w)
+        return self.projection(pixel_values.to(self.projection.weight.dtype))  # (batch, hidden, grid_h, grid_w)
 
 
 class ViTEmbeddings(nn.Module):
@@ -77,12 +70,7 @@ class ViTEmbeddings(nn.Module):
         self.position_embeddings = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        bool_masked_pos: torch.Tensor | None = None,
-        interpolate_pos_encoding: bool = False,
-    ) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos=None, interpolate_pos_encoding: bool = False):
         patches = self.patch_embeddings(pixel_values)
         batch_size, _, grid_h, grid_w = patches.shape
         tokens = patches.flatten(2).transpose(1, 2)  # (batch, grid_h * grid_w, hidden)
@@ -116,13 +104,7 @@ class ViTLayer(GradientCheckpointingLayer):
         self.mlp = FeedForward(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        num_queries: int | None = None,
-        **kwargs,
-    ):
+    def forward(self, hidden_states: torch.Tensor, attention_mask=None, num_queries: int | None = None, **kwargs):
         heads, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, num_queries, **kwargs)
         hidden_states = add_branch(self.attention.o_proj, heads, hidden_states[:, :num_queries], self.dropout)
         return self.mlp.add_to(hidden_states, self.layernorm_after, self.dropout)
@@ -152,10 +134,7 @@ class ViTPreTrainedModel(ModelNamesLayout):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
-    _can_record_outputs = {
-        "hidden_states": ViTLayer,
-        "attentions": OutputRecorder(ViTAttention, index=1),
-    }
+    _can_record_outputs = {"hidden_states": ViTLayer, "attentions": OutputRecorder(ViTAttention, index=1)}
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -190,11 +169,9 @@ class ViTModel(ViTPreTrainedModel):
         class_token_only: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
-        """`attention_mask`: (batch, 1 + num_patches), 1 for the tokens (class token first) that may be attended
-        to, 0 for those hidden from every query, as in transformers' ViT.
-        `class_token_only`: the last layer computes the class token alone (the others are keys and values
-        of its attention), all that a head on the class token reads; `last_hidden_state` is then (batch, 1,
-        hidden). It saves most of a layer's work: 7% of ViT-B/16. It is ignored when an `attention_mask` is given."""
+        """`attention_mask`: (batch, 1 + num_patches), 0 for tokens (class token first) hidden from every query.
+        `class_token_only`: the last layer computes the class token alone (all a head on it reads), so
+        `last_hidden_state` is (batch, 1, hidden); it saves 7% of ViT-B/16, and is ignored with an `attention_mask`."""
         hidden_states = self.embeddings(pixel_values, bool_masked_pos, interpolate_pos_encoding)
         check_token_mask(attention_mask, hidden_states.shape[:2])
         mask = attention_mask_for(self.config, kwargs, hidden_states, attention_mask)
@@ -208,10 +185,7 @@ class ViTModel(ViTPreTrainedModel):
 
 
 class ViTForImageClassification(ViTPreTrainedModel):
-    """A linear head on the final class token. The loss follows `config.problem_type` (single-label,
-    multi-label or regression) as in transformers; when it is unset, each call infers the type from its labels
-    and leaves the config unset (transformers records the first call's type). Single-label labels of -100 are
-    ignored."""
+    """A linear head on the final class token; the loss follows `config.problem_type` (`classification_loss`)."""
 
     def __init__(self, config: ViTConfig):
         super().__init__(config)
@@ -247,8 +221,8 @@ class ViTForImageClassification(ViTPreTrainedModel):
 
 
 class ViTForMaskedImageModeling(ViTPreTrainedModel):
-    """SimMIM: masked patches are replaced by a learned token and a 1x1 conv + pixel shuffle predicts the
-    pixels; the loss is the L1 error on masked pixels only (SimMIM Section 3)."""
+    """SimMIM: a learned token replaces masked patches, a 1x1 conv + pixel shuffle predicts the pixels, and the
+    loss is the L1 error on masked pixels only (Xie et al., 2021, Section 3)."""
 
     def __init__(self, config: ViTConfig):
         super().__init__(config)
@@ -276,21 +250,16 @@ class ViTForMaskedImageModeling(ViTPreTrainedModel):
         # patch tokens (batch, grid_h * grid_w, hidden) -> feature map (batch, hidden, grid_h, grid_w)
         feature_map = outputs.last_hidden_state[:, 1:].transpose(1, 2).unflatten(2, (grid_h, grid_w))
         reconstruction = self.decoder(feature_map)
-
         loss = None
         if bool_masked_pos is not None:
             loss = simmim_loss(pixel_values, reconstruction, bool_masked_pos, (patch_h, patch_w))
         return MaskedImageModelingOutput(
-            loss=loss,
-            reconstruction=reconstruction,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
+            loss=loss, reconstruction=reconstruction, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
 
-# transformers' ViT checkpoints (google/vit-* on the Hub) keep the pre-5.0 key layout; its "ViTModel"
-# conversion renames them to the module names we share with it. Registered for our
-# model type too, because transformers skips conversions for custom (non-transformers) classes otherwise.
+# transformers' ViT checkpoints keep the pre-5.0 key layout, which its "ViTModel" conversion renames; registered
+# for our model type too, as transformers skips conversions for custom classes otherwise.
 register_checkpoint_conversion_mapping(
     ViTConfig.model_type, get_checkpoint_conversion_mapping("ViTModel"), overwrite=True
 )
