@@ -1,7 +1,7 @@
 """CLIP: ours vs transformers' CLIPModel vs open_clip's CLIP, on the same weights.
 
 An open_clip CLIP (ViT-B-32 by default) is built with random weights and converted to ours; ours is saved and
-loaded by transformers' CLIPModel (the checkpoint layout is shared). The workload is the issue's: a batch of
+loaded by transformers' CLIPModel (the checkpoint layout is shared). The workload: a batch of
 images (8 of 224x224 by default) and as many texts of the full context (77 tokens), the image-text logits
 compared. The loss of the forward+backward mode is CLIP's symmetric contrastive loss. By default all run sdpa
 attention (open_clip through torch's MultiheadAttention).
@@ -107,5 +107,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=MODES,
         default=list(MODES),
-        help="what to time (default: both; the issue's figure is the forward)",
+        help="what to time (default: both)",
     )

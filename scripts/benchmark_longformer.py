@@ -321,7 +321,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults(batch_size=1)  # one 4,096-token document, as the target is stated
+    parser.set_defaults(batch_size=1)  # one 4,096-token document, the benchmark's workload
     parser.add_argument("--length", type=int, default=4096, help="tokens per input. Default: %(default)s.")
     parser.add_argument("--attention-window", type=int, default=512, help="Default: %(default)s.")
     parser.add_argument("--global-tokens", type=int, default=1, help="leading global tokens. Default: %(default)s.")

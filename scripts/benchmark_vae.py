@@ -93,7 +93,7 @@ def channel_list(text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults(batch_size=1)  # one 256x256 image, as the target is stated
+    parser.set_defaults(batch_size=1)  # one 256x256 image, the benchmark's workload
     parser.add_argument(
         "--channels", type=channel_list, default=[128, 256, 512, 512], help="block_out_channels, comma-separated"
     )

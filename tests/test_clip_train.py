@@ -90,7 +90,7 @@ def test_zero_shot_command_needs_two_labels(quick_run, tmp_path):
 
 @pytest.mark.slow
 def test_default_run_classifies_held_out_digits_zero_shot(tmp_path):
-    """The issue's bar: >= 80% zero-shot accuracy on held-out digits from text prompts alone."""
+    """The bar: >= 80% zero-shot accuracy on held-out digits from text prompts alone."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
